@@ -1,0 +1,70 @@
+"""Machine description and result writing shared by every benchmark script."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from genrl_gym.utils import atomic_write
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count, memory, GPU (if any) and library versions of this machine."""
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        mem_kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        mem_gib = round(mem_kib / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError:
+        commit = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": mem_gib,
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "mujoco_gl": os.environ.get("MUJOCO_GL"),
+        "git_commit": commit,
+    }
+
+
+def write_results(name: str, results: dict[str, Any], table: str, notes: str = "") -> Path:
+    """Write ``results/<name>.json`` (results + machine) and ``results/<name>.md`` (title, machine, table, notes)."""
+    machine = machine_info()
+    payload = {"benchmark": name, "machine": machine, "results": results}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with atomic_write(RESULTS / f"{name}.json", "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=str)
+    gpu = machine["gpu"] or "no GPU"
+    md = (f"# {name}\n\nMachine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {gpu}; "
+          f"torch {machine['torch']} ({machine['torch_threads']} threads), commit {machine['git_commit']}.\n\n"
+          f"{table.strip()}\n")
+    if notes:
+        md += f"\n{notes.strip()}\n"
+    with atomic_write(RESULTS / f"{name}.md", "w") as f:
+        f.write(md)
+    return RESULTS / f"{name}.json"

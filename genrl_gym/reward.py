@@ -1,0 +1,148 @@
+"""GenRL's trajectory-matching reward as pure tensor functions (METHOD.md §7).
+
+One implementation, used by the Gymnasium/SB3 wrappers (on posterior latents of real observations) and
+by :class:`genrl_gym.agents.GenRLAgent` (on imagined latents), so that both optimise the same number.
+
+Features are the world model's *reward features*: the decoder's first linear layer applied to the
+one-hot stochastic state (``MFWM.reward_features``), for the agent's states and for the prompt's target
+states alike. Scores compare them one time step at a time:
+
+========================  ======================================================================
+``"max_cosine"``          ``u.v / max(|u|, |v|)^2``: the cosine when norms match, lower when they
+                          differ (the reference code's default, and ours)
+``"cosine"``              ``u.v / (|u| |v|)`` (the paper's text)
+``"neg_mse"``             ``-|u - v| / sqrt(F)`` (an L2 distance, as the reference scales it)
+``"exp_neg_mse"``         ``exp(neg_mse)``
+``"neg_kl"``              ``-KL[p_agent || p_target] / (S log C)`` on the latent categoricals
+``"cosine_kl"``           ``cosine + neg_kl``
+========================  ======================================================================
+
+Sequence alignment (``align="sequence"``, the default) lets a behaviour start at any moment: the first
+``window`` target steps are slid over the agent's trajectory, the offset ``k*`` with the best mean score
+is where the target starts, and agent step ``i`` is compared with target step ``max(0, i - k*)``.
+Offsets ``0 .. T - window - 1`` are tried (9 offsets for the usual T = 17), as the reference code does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+ScoreKind = Literal["max_cosine", "cosine", "neg_mse", "exp_neg_mse", "neg_kl", "cosine_kl"]
+AlignKind = Literal["sequence", "none"]
+
+SCORES: tuple[str, ...] = ("max_cosine", "cosine", "neg_mse", "exp_neg_mse", "neg_kl", "cosine_kl")
+_FEATURE_SCORES = ("max_cosine", "cosine", "neg_mse", "exp_neg_mse")
+_EPS = 1e-8
+
+
+def score(a: Tensor, b: Tensor, kind: ScoreKind = "max_cosine", *, a_logits: Tensor | None = None,
+          b_logits: Tensor | None = None) -> Tensor:
+    """Per-step similarity of two feature tensors.
+
+    :param a: agent features ``[..., F]``.
+    :param b: target features ``[..., F]`` (broadcastable to ``a``).
+    :param kind: one of :data:`SCORES`.
+    :param a_logits: agent latent logits ``[..., S, C]``, required by ``neg_kl`` and ``cosine_kl``.
+    :param b_logits: target latent logits ``[..., S, C]``, likewise.
+    :return: scores ``[...]`` (higher is better); cosine kinds lie in ``[-1, 1]``.
+    """
+    if kind == "max_cosine":
+        norm = torch.maximum(a.norm(dim=-1), b.norm(dim=-1)).clamp_min(_EPS)
+        return (a * b).sum(-1) / norm.square()
+    if kind == "cosine":
+        return torch.nn.functional.cosine_similarity(a, b, dim=-1, eps=_EPS)
+    if kind == "neg_mse":
+        return -(a - b).norm(dim=-1) / math.sqrt(a.shape[-1])
+    if kind == "exp_neg_mse":
+        return torch.exp(-(a - b).norm(dim=-1) / math.sqrt(a.shape[-1]))
+    if kind in ("neg_kl", "cosine_kl"):
+        if a_logits is None or b_logits is None:
+            raise ValueError(f"score {kind!r} compares latent distributions: pass a_logits and b_logits ([..., S, C])")
+        kl = kl_score(a_logits, b_logits)
+        if kind == "neg_kl":
+            return kl
+        return torch.nn.functional.cosine_similarity(a, b, dim=-1, eps=_EPS) + kl
+    raise ValueError(f"unknown score {kind!r}; choose one of {', '.join(SCORES)}")
+
+
+def kl_score(agent_logits: Tensor, target_logits: Tensor) -> Tensor:
+    """``-KL[p_agent || p_target] / (S log C)`` for categorical latents with logits ``[..., S, C]`` -> ``[...]``."""
+    s, c = agent_logits.shape[-2:]
+    logp = agent_logits.log_softmax(-1)
+    logq = target_logits.log_softmax(-1)
+    kl = (logp.exp() * (logp - logq)).sum((-1, -2))
+    return -kl / (s * math.log(c))
+
+
+def alignment_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = "max_cosine", window: int = 8,
+                      a_logits: Tensor | None = None, b_logits: Tensor | None = None) -> Tensor:
+    """Best start offset of the target inside each agent trajectory.
+
+    :param features: agent features ``[T, B, F]``.
+    :param target: target features ``[Tt, F]`` or ``[Tt, B, F]`` (``Tt >= window``).
+    :return: ``k*`` per trajectory, int64 ``[B]``; zeros when ``T <= window`` (no offset but 0 fits).
+    """
+    t, b = features.shape[:2]
+    n_offsets = t - window
+    if n_offsets <= 1:
+        return torch.zeros(b, dtype=torch.long, device=features.device)
+    head = target[:window]
+    head_logits = None if b_logits is None else b_logits[:window]
+    if head.dim() == 2:  # [W, F] -> [W, 1, F] broadcast over the batch
+        head = head[:, None]
+        head_logits = None if head_logits is None else head_logits[:, None]
+    means = []
+    for k in range(n_offsets):
+        win_logits = None if a_logits is None else a_logits[k:k + window]
+        s = score(features[k:k + window], head, kind, a_logits=win_logits, b_logits=head_logits)  # [W, B]
+        means.append(s.mean(0))
+    return torch.stack(means).argmax(0)
+
+
+def trajectory_match(features: Tensor, target: Tensor, *, score_kind: ScoreKind = "max_cosine",
+                     align: AlignKind = "sequence", window: int = 8, a_logits: Tensor | None = None,
+                     b_logits: Tensor | None = None) -> Tensor:
+    """GenRL reward of each step of agent trajectories against a prompt's target trajectory.
+
+    :param features: agent reward features ``[T, B, F]`` (time-major; differentiable).
+    :param target: target reward features ``[Tt, F]`` (one target for all) or ``[Tt, B, F]``.
+    :param score_kind: per-step score, one of :data:`SCORES`.
+    :param align: ``"sequence"`` (best-matching start offset, the default) or ``"none"`` (step i vs target step i).
+    :param window: alignment window in steps (the VLM's 8 frames).
+    :param a_logits: agent logits ``[T, B, S, C]`` for the KL scores.
+    :param b_logits: target logits ``[Tt, S, C]`` or ``[Tt, B, S, C]`` for the KL scores.
+    :return: rewards ``[T, B]``. Target indices past its end are clamped to its last step.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"features must be [T, B, F], got shape {tuple(features.shape)}")
+    if target.dim() not in (2, 3) or target.shape[-1] != features.shape[-1]:
+        raise ValueError(f"target must be [Tt, F] or [Tt, B, F] with F={features.shape[-1]}, got {tuple(target.shape)}")
+    if score_kind not in SCORES:
+        raise ValueError(f"unknown score {score_kind!r}; choose one of {', '.join(SCORES)}")
+    t, b = features.shape[:2]
+    steps = torch.arange(t, device=features.device)[:, None].expand(t, b)
+    if align == "sequence":
+        if target.shape[0] < window:
+            raise ValueError(f"sequence alignment needs a target of at least window={window} steps, got {target.shape[0]}")
+        k = alignment_offsets(features.detach(), target.detach(), kind=score_kind, window=window,
+                              a_logits=None if a_logits is None else a_logits.detach(),
+                              b_logits=None if b_logits is None else b_logits.detach())
+        steps = steps - k[None]
+    elif align != "none":
+        raise ValueError(f"unknown align {align!r}; choose 'sequence' or 'none'")
+    index = steps.clamp(0, target.shape[0] - 1)  # [T, B]
+    batched = target.dim() == 3
+    matched = _gather_time(target, index, batched)
+    matched_logits = None if b_logits is None else _gather_time(b_logits, index, batched)
+    return score(features, matched, score_kind, a_logits=a_logits, b_logits=matched_logits)
+
+
+def _gather_time(x: Tensor, index: Tensor, batched: bool) -> Tensor:
+    """Pick ``x[index[t, b]]`` (shared ``[Tt, ...]``) or ``x[index[t, b], b]`` (per-trajectory ``[Tt, B, ...]``) -> ``[T, B, ...]``."""
+    if not batched:
+        return x[index]
+    return x[index, torch.arange(index.shape[1], device=x.device)[None]]
