@@ -1,0 +1,12 @@
+"""dm_control tasks as pixel Gymnasium environments, with GenRL's task table and custom tasks.
+
+- :data:`TASKS` / :data:`DOMAINS` / :func:`get_task`: every task with its prompt, camera and score normalisers.
+- :func:`make_pixel_env`: a Gymnasium env with 64x64 uint8 frames, actions in [-1, 1] and action repeat.
+"""
+
+from __future__ import annotations
+
+from genrl_gym.envs.pixel_env import PixelEnv, make_pixel_env
+from genrl_gym.envs.tasks import DOMAINS, TASKS, TaskSpec, get_task
+
+__all__ = ["DOMAINS", "TASKS", "PixelEnv", "TaskSpec", "get_task", "make_pixel_env"]
