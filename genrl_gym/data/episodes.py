@@ -1,0 +1,622 @@
+"""On-disk episode store: one uncompressed ``.npz`` file per episode, plus ``store.json`` and ``embeddings/``.
+
+Layout of a store directory::
+
+    root/
+      store.json                    metadata (domain, render settings, shapes, counts, per-episode info), atomic
+      ep-000000-L501.npz            one episode per file (index, length = rows), written atomically
+      ep-000001-L501.npz
+      embeddings/ep-000000-L501.npy float32 [L, D] VLM embeddings (written by ``genrl_gym.data.embed``)
+      .lock                         advisory lock taken by writers (index allocation, store.json updates)
+
+Why one uncompressed ``.npz`` per episode: a single file makes the write atomic (temp file + fsync + rename), and
+``np.savez`` stores members uncompressed (ZIP_STORED), so each member's ``.npy`` payload sits contiguously at a fixed
+offset inside the file. :meth:`EpisodeStore.open` memory-maps those payloads directly (no decoding, no copy), which is
+what lets :class:`genrl_gym.data.SequenceSampler` stream segments from a store far larger than RAM. Compressed files
+(e.g. written with ``np.savez_compressed`` by other tools) still load; their members are decoded into memory instead.
+
+Episode format (length ``L`` = agent steps + 1; row 0 is the reset observation, its action/reward rows are zeros):
+
+==============  =========  ==============  ==========================================================
+key             dtype      shape           meaning
+==============  =========  ==============  ==========================================================
+image           uint8      [L, H, W, 3]    rendered frame after the step (row 0: after reset)
+action          float32    [L, A]          action that led to this row's frame (row 0: zeros)
+reward          float32    [L]             the env's reward (row 0: 0)
+task_reward     float32    [L]             the domain's true reward (row 0: 0)
+is_first        bool       [L]             True on row 0 only
+is_last         bool       [L]             True on the last row only
+is_terminal     bool       [L]             True only on the last row, and only if the episode terminated
+proprio         float32    [L, P]          optional proprioceptive state
+==============  =========  ==============  ==========================================================
+
+Further keys are allowed if they are numeric/bool arrays with leading dimension ``L`` (they are recorded in
+``store.json["keys"]`` and every later episode must carry the same key set). ``embedding`` is reserved: embeddings
+live in ``embeddings/<stem>.npy``.
+
+Concurrency: any number of readers; writers (``save``, ``update_metadata``, ``save_embedding``) serialise through an
+advisory ``fcntl`` lock on ``root/.lock``, so several collector processes may append to one store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import mmap
+import os
+import re
+import struct
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrl_gym.utils import DatasetError, atomic_write
+
+try:  # POSIX advisory locks; on platforms without fcntl writers are not serialised across processes
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "EpisodeStore",
+    "REQUIRED_KEYS",
+    "OPTIONAL_KEYS",
+    "validate_episode",
+    "EPISODE_NAME_RE",
+]
+
+FORMAT = "genrl_gym.episodes/1"
+STORE_JSON = "store.json"
+EMBEDDINGS_DIR = "embeddings"
+EPISODE_NAME_RE = re.compile(r"^ep-(\d+)-L(\d+)$")
+_LENGTH_SUFFIX_RE = re.compile(r"-L(\d+)$")
+
+# key -> (dtype, ndim). Trailing-dimension rules are checked in validate_episode.
+REQUIRED_KEYS: dict[str, tuple[np.dtype, int]] = {
+    "image": (np.dtype(np.uint8), 4),
+    "action": (np.dtype(np.float32), 2),
+    "reward": (np.dtype(np.float32), 1),
+    "task_reward": (np.dtype(np.float32), 1),
+    "is_first": (np.dtype(np.bool_), 1),
+    "is_last": (np.dtype(np.bool_), 1),
+    "is_terminal": (np.dtype(np.bool_), 1),
+}
+OPTIONAL_KEYS: dict[str, tuple[np.dtype, int]] = {
+    "proprio": (np.dtype(np.float32), 2),
+}
+_RESERVED_KEYS = ("embedding",)
+
+_FIX_CORRUPT = ("delete this file (and its embedding under embeddings/, if any) and re-collect the missing episode "
+                "(`genrl collect ...` / genrl_gym.data.collect resumes and fills the gap)")
+
+
+def _corrupt(path: Path, what: str) -> DatasetError:
+    return DatasetError(f"{path}: truncated or corrupt episode file ({what}); {_FIX_CORRUPT}.")
+
+
+def validate_episode(episode: Mapping[str, Any], *, where: str = "episode") -> int:
+    """Check keys, dtypes, shapes and flags of an episode; return its length ``L`` (rows).
+
+    Args:
+        episode: mapping of key -> numpy array, every array with leading dimension ``L`` (see module docstring).
+        where: name used in error messages (a file path or "episode").
+
+    Returns:
+        ``L``, the number of rows (agent steps + 1).
+
+    Raises:
+        DatasetError: naming the first problem found and how to fix it.
+    """
+    missing = [k for k in REQUIRED_KEYS if k not in episode]
+    if missing:
+        raise DatasetError(f"{where}: missing key(s) {missing}; an episode needs {sorted(REQUIRED_KEYS)} "
+                           f"(optional: {sorted(OPTIONAL_KEYS)}).")
+    for key in _RESERVED_KEYS:
+        if key in episode:
+            raise DatasetError(f"{where}: key {key!r} is reserved; embeddings are stored in embeddings/<episode>.npy "
+                               f"(EpisodeStore.save_embedding / `genrl embed`), not inside the episode.")
+    length: int | None = None
+    for key, value in episode.items():
+        if not isinstance(value, np.ndarray):
+            raise DatasetError(f"{where}: {key!r} is a {type(value).__name__}, expected a numpy array.")
+        spec = REQUIRED_KEYS.get(key) or OPTIONAL_KEYS.get(key)
+        if spec is not None:
+            dtype, ndim = spec
+            if value.dtype != dtype:
+                raise DatasetError(f"{where}: {key!r} has dtype {value.dtype}, expected {dtype} "
+                                   f"(convert with .astype(np.{dtype.name})).")
+            if value.ndim != ndim:
+                raise DatasetError(f"{where}: {key!r} has shape {value.shape}, expected {ndim} dimensions.")
+        elif value.dtype.kind not in "biuf" or value.ndim < 1:
+            raise DatasetError(f"{where}: extra key {key!r} must be a numeric or bool array with a leading time "
+                               f"dimension, got dtype {value.dtype} shape {value.shape}.")
+        if length is None:
+            length = int(value.shape[0])
+        elif value.shape[0] != length:
+            raise DatasetError(f"{where}: length mismatch: {key!r} has {value.shape[0]} rows, other keys have {length}; "
+                               f"every key must have one row per step (L = agent steps + 1).")
+    assert length is not None
+    if length < 1:
+        raise DatasetError(f"{where}: empty episode (0 rows).")
+    image = episode["image"]
+    if image.shape[-1] != 3:
+        raise DatasetError(f"{where}: 'image' has shape {image.shape}, expected [L, H, W, 3] (channel-last RGB uint8).")
+    for key in ("action", "reward", "task_reward") + (("proprio",) if "proprio" in episode else ()):
+        if not np.all(np.isfinite(episode[key])):
+            raise DatasetError(f"{where}: {key!r} contains NaN or inf values.")
+    is_first, is_last, is_terminal = episode["is_first"], episode["is_last"], episode["is_terminal"]
+    if not is_first[0] or is_first[1:].any():
+        raise DatasetError(f"{where}: 'is_first' must be True on row 0 only (one episode per file).")
+    if not is_last[-1] or is_last[:-1].any():
+        raise DatasetError(f"{where}: 'is_last' must be True on the last row only (one episode per file).")
+    if is_terminal[:-1].any():
+        raise DatasetError(f"{where}: 'is_terminal' may only be True on the last row.")
+    return length
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON encoder fallback for numpy scalars/arrays and paths in metadata."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _read_npy_header(buf: Any, start: int, where: Path, key: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Parse the ``.npy`` header at ``buf[start:]``; return (shape, fortran_order, dtype, offset of the data)."""
+    prefix = bytes(buf[start:start + 12])
+    if len(prefix) < 10 or prefix[:6] != b"\x93NUMPY":
+        raise _corrupt(where, f"member {key!r} is not a .npy array")
+    major = prefix[6]
+    if major == 1:
+        header_end = start + 10 + struct.unpack("<H", prefix[8:10])[0]
+    elif major in (2, 3) and len(prefix) == 12:
+        header_end = start + 12 + struct.unpack("<I", prefix[8:12])[0]
+    else:
+        raise _corrupt(where, f"member {key!r} has unsupported .npy version {major}")
+    fp = io.BytesIO(bytes(buf[start:header_end]))
+    try:  # numpy's own parser: validates the header dict and dtype without evaluating arbitrary code
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            shape, fortran, dtype = np.lib.format._read_array_header(fp, version)  # type: ignore[attr-defined]
+    except Exception as e:  # noqa: BLE001 - any parse failure means a corrupt member
+        raise _corrupt(where, f"member {key!r} has an unreadable .npy header: {e}") from e
+    return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype), header_end
+
+
+class EpisodeStore:
+    """A directory of episodes (one ``.npz`` per episode) with ``store.json`` metadata and ``embeddings/``.
+
+    Args:
+        root: store directory.
+        create: create ``root`` and/or an initial ``store.json`` if missing; if False, a missing directory or
+            ``store.json`` is a :class:`DatasetError`.
+
+    Example::
+
+        store = EpisodeStore("data/walker")
+        path = store.save(episode, info={"source": "random", "task": "stand"})
+        ep = store.load(path)                  # dict of arrays, validated
+        len(store), store.num_frames           # episodes, rows
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            if self.root.exists():
+                raise DatasetError(f"{self.root}: not a directory; an episode store is a directory of .npz files.")
+            if not create:
+                raise DatasetError(f"{self.root}: no episode store here; collect episodes first "
+                                   f"(`genrl collect ...` / genrl_gym.data.collect) or pass create=True.")
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._meta_cache: tuple[tuple[int, int], dict[str, Any]] | None = None
+        self._length_cache: dict[str, int] = {}
+        if not (self.root / STORE_JSON).exists():
+            if not create:
+                raise DatasetError(f"{self.root}: no {STORE_JSON}, so this is not an episode store; collect episodes "
+                                   f"into it first (`genrl collect ...` / genrl_gym.data.collect) or pass create=True.")
+            with self._locked():
+                if not (self.root / STORE_JSON).exists():
+                    self._write_metadata({"format": FORMAT, "created": time.time(), "num_episodes": 0, "num_frames": 0,
+                                          "episodes": {}})
+        self._check_format()
+
+    def __repr__(self) -> str:
+        return f"EpisodeStore({str(self.root)!r}, episodes={len(self)}, frames={self.num_frames})"
+
+    # ------------------------------------------------------------------ locking and metadata
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive advisory lock on ``root/.lock`` (serialises writers across processes)."""
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _fsync_dir(self, directory: Path | None = None) -> None:
+        """fsync the directory so that a completed rename survives a power loss."""
+        with contextlib.suppress(OSError):
+            fd = os.open(directory or self.root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _read_metadata(self) -> dict[str, Any]:
+        path = self.root / STORE_JSON
+        try:
+            st = path.stat()
+        except FileNotFoundError as e:
+            raise DatasetError(f"{path}: missing; this directory is not an episode store (re-create it with "
+                               f"EpisodeStore(root, create=True) and re-collect).") from e
+        key = (st.st_mtime_ns, st.st_size)
+        if self._meta_cache is not None and self._meta_cache[0] == key:
+            return self._meta_cache[1]
+        try:
+            meta = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{path}: corrupt store metadata ({e}); restore it from a backup or delete it "
+                               f"(episode files stay valid; shapes are re-learned from the next save).") from e
+        if not isinstance(meta, dict):
+            raise DatasetError(f"{path}: corrupt store metadata (not a JSON object); delete it to rebuild.")
+        self._meta_cache = (key, meta)
+        return meta
+
+    def _write_metadata(self, meta: dict[str, Any]) -> None:
+        with atomic_write(self.root / STORE_JSON, "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True, default=_json_default)
+        self._fsync_dir()
+        self._meta_cache = None
+
+    def _check_format(self) -> None:
+        fmt = self._read_metadata().get("format")
+        if fmt != FORMAT:
+            raise DatasetError(f"{self.root / STORE_JSON}: unknown store format {fmt!r} (expected {FORMAT!r}); "
+                               f"this store was written by another tool or version.")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Contents of ``store.json`` (a copy): domain, tasks, render_settings, action_dim, image_size, proprio_dim,
+        keys, num_episodes, num_frames, vlm (written by the embedding pass), episodes (per-episode info) and any
+        key passed to :meth:`update_metadata`."""
+        return json.loads(json.dumps(self._read_metadata()))
+
+    def update_metadata(self, **kw: Any) -> dict[str, Any]:
+        """Merge ``kw`` into ``store.json`` (atomic read-modify-write under the store lock); return the new metadata.
+
+        ``format`` and ``episodes`` are managed by the store and cannot be set here.
+        """
+        bad = {"format", "episodes"} & kw.keys()
+        if bad:
+            raise ValueError(f"update_metadata: {sorted(bad)} are managed by the store; use save(..., info=...) for "
+                             f"per-episode metadata.")
+        json.dumps(kw, default=_json_default)  # fail before touching the file if a value is not JSON-able
+        with self._locked():
+            self._meta_cache = None
+            meta = self._read_metadata()
+            meta = {**meta, **kw}
+            self._write_metadata(meta)
+        return self.metadata
+
+    # ------------------------------------------------------------------ listing
+    def paths(self) -> list[Path]:
+        """Episode files, sorted by name (``ep-000000-L501.npz`` ...). Temporary/hidden files are never listed."""
+        out = []
+        with os.scandir(self.root) as it:
+            for entry in it:
+                if entry.name.endswith(".npz") and not entry.name.startswith(".") and entry.is_file():
+                    out.append(Path(entry.path))
+        return sorted(out)
+
+    def __len__(self) -> int:
+        return len(self.paths())
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self.paths())
+
+    def episode_length(self, path: str | os.PathLike[str]) -> int:
+        """Rows ``L`` of an episode, read from its name (``-L<L>``) when present, else from the file's header."""
+        path = self._resolve(path)
+        m = _LENGTH_SUFFIX_RE.search(path.stem)
+        if m:
+            return int(m.group(1))
+        cached = self._length_cache.get(path.name)
+        if cached is None:
+            cached = int(self.open(path, verify=False)["is_first"].shape[0])
+            self._length_cache[path.name] = cached
+        return cached
+
+    @property
+    def num_frames(self) -> int:
+        """Total rows (frames) over all episodes."""
+        return sum(self.episode_length(p) for p in self.paths())
+
+    def _resolve(self, path: str | os.PathLike[str]) -> Path:
+        """Accept an absolute path, a path relative to the root, a file name or a stem."""
+        p = Path(path)
+        if p.is_absolute() or p.exists():
+            return p
+        q = self.root / p
+        if q.suffix != ".npz" and not q.exists():
+            q = q.with_name(q.name + ".npz")
+        return q
+
+    def _next_index(self) -> int:
+        idx = -1
+        for p in self.paths():
+            m = EPISODE_NAME_RE.match(p.stem)
+            if m:
+                idx = max(idx, int(m.group(1)))
+        return idx + 1
+
+    # ------------------------------------------------------------------ writing
+    def save(self, episode: Mapping[str, np.ndarray], *, name: str | None = None,
+             info: Mapping[str, Any] | None = None) -> Path:
+        """Validate and atomically write one episode; record its info in ``store.json``.
+
+        Args:
+            episode: dict of arrays (see the module docstring for keys, dtypes and shapes ``[L, ...]``).
+            name: file stem; default ``ep-<next index:06d>``. ``-L<L>`` is appended (unless the name already ends so)
+                so that lengths are known without opening files.
+            info: JSON-able per-episode metadata (e.g. ``source``, ``task``, ``seed``, ``return``) stored in
+                ``store.json["episodes"][<stem>]``.
+
+        Returns:
+            The path of the new ``.npz`` file.
+
+        Raises:
+            DatasetError: invalid episode, shapes inconsistent with the store's earlier episodes, or name taken.
+        """
+        length = validate_episode(episode)
+        arrays = {k: np.ascontiguousarray(v) for k, v in episode.items()}
+        info = dict(info or {})
+        json.dumps(info, default=_json_default)  # fail early on non-JSON-able info
+        with self._locked():
+            meta = dict(self._read_metadata())
+            shape_meta = self._check_consistent(arrays, meta)
+            if name is None:
+                stem = f"ep-{self._next_index():06d}-L{length}"
+            else:
+                if "/" in name or name.startswith(".") or name.endswith(".npz"):
+                    raise ValueError(f"save: name must be a plain file stem without '/', leading '.' or '.npz', got "
+                                     f"{name!r}")
+                m = _LENGTH_SUFFIX_RE.search(name)
+                if m and int(m.group(1)) != length:
+                    raise DatasetError(f"save: name {name!r} says L={m.group(1)} but the episode has {length} rows.")
+                stem = name if m else f"{name}-L{length}"
+            path = self.root / f"{stem}.npz"
+            if path.exists():
+                raise DatasetError(f"{path}: an episode with this name already exists; pick another name.")
+            with atomic_write(path, "wb") as f:
+                np.savez(f, **arrays)  # uncompressed: lets readers memory-map members (see module docstring)
+            self._fsync_dir()
+            # store.json is updated after the episode is in place: a crash in between leaves a valid episode
+            # without info (counted by len(store); `source`-based resume then re-collects at most one episode).
+            meta.update(shape_meta)
+            episodes = dict(meta.get("episodes") or {})
+            episodes[stem] = {"length": length, **info, "saved": time.time()}
+            meta["episodes"] = episodes
+            meta["num_episodes"] = meta.get("num_episodes", 0) + 1
+            meta["num_frames"] = meta.get("num_frames", 0) + length
+            if "task" in info and info["task"] is not None:
+                tasks = list(meta.get("tasks") or [])
+                if info["task"] not in tasks:
+                    tasks.append(info["task"])
+                meta["tasks"] = tasks
+            self._write_metadata(meta)
+        return path
+
+    def _check_consistent(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
+        """Compare an episode's shapes with the store's (recorded by the first save); return the shape metadata."""
+        image = arrays["image"]
+        new = {
+            "keys": sorted(arrays),
+            "image_size": [int(image.shape[1]), int(image.shape[2])],
+            "action_dim": int(arrays["action"].shape[1]),
+            "proprio_dim": int(arrays["proprio"].shape[1]) if "proprio" in arrays else None,
+        }
+        for key, value in new.items():
+            old = meta.get(key)
+            if old is not None and old != value:
+                raise DatasetError(f"{self.root}: episode does not match the store: {key} is {value} but the store holds "
+                                   f"{old}; use a separate store for different shapes/keys.")
+        return new
+
+    def embedding_path(self, path: str | os.PathLike[str]) -> Path:
+        """``root/embeddings/<episode stem>.npy`` for an episode path/name."""
+        return self.root / EMBEDDINGS_DIR / (self._resolve(path).stem + ".npy")
+
+    def has_embedding(self, path: str | os.PathLike[str]) -> bool:
+        """Whether the embedding file of an episode exists."""
+        return self.embedding_path(path).is_file()
+
+    def save_embedding(self, path: str | os.PathLike[str], embedding: np.ndarray) -> Path:
+        """Atomically write the VLM embeddings ``float32 [L, D]`` of an episode; return the ``.npy`` path.
+
+        The VLM identity is recorded separately (``update_metadata(vlm=...)``, done by ``genrl_gym.data.embed``).
+        """
+        episode_path = self._resolve(path)
+        if not episode_path.is_file():
+            raise DatasetError(f"{episode_path}: no such episode; cannot attach embeddings to it.")
+        length = self.episode_length(episode_path)
+        self._check_embedding(embedding, length, where=str(episode_path))
+        out = self.embedding_path(episode_path)
+        with atomic_write(out, "wb") as f:
+            np.save(f, np.ascontiguousarray(embedding))
+        self._fsync_dir(out.parent)
+        return out
+
+    @staticmethod
+    def _check_embedding(embedding: np.ndarray, length: int, *, where: str) -> None:
+        if not isinstance(embedding, np.ndarray) or embedding.dtype != np.float32 or embedding.ndim != 2:
+            raise DatasetError(f"{where}: embedding must be a float32 array [L, D], got "
+                               f"{getattr(embedding, 'dtype', type(embedding).__name__)} "
+                               f"{getattr(embedding, 'shape', '')}; re-run `genrl embed`.")
+        if embedding.shape[0] != length:
+            raise DatasetError(f"{where}: embedding has {embedding.shape[0]} rows but the episode has {length}; "
+                               f"delete the embedding file and re-run `genrl embed`.")
+
+    # ------------------------------------------------------------------ reading
+    def load(self, path: str | os.PathLike[str], *, with_embeddings: bool = False,
+             keys: list[str] | tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Read one episode fully into memory (CRC-checked) and validate it.
+
+        Args:
+            path: episode path, or its name/stem inside the store.
+            with_embeddings: also load ``embeddings/<stem>.npy`` as key ``embedding`` ``float32 [L, D]``.
+            keys: restrict the returned keys (all keys are still read and validated).
+
+        Returns:
+            dict of arrays ``[L, ...]`` (see the module docstring).
+
+        Raises:
+            DatasetError: file missing, truncated or corrupt (naming the file and the fix), invalid contents, or
+                missing embeddings (run ``genrl embed``).
+        """
+        path = self._resolve(path)
+        if not path.is_file():
+            raise DatasetError(f"{path}: no such episode file in {self.root}.")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                episode = {k: z[k] for k in z.files}
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError) as e:
+            raise _corrupt(path, f"{type(e).__name__}: {e}") from e
+        length = validate_episode(episode, where=str(path))
+        self._check_name_length(path, length)
+        if with_embeddings:
+            episode["embedding"] = self._load_embedding(path, length, mmap=False)
+        if keys is not None:
+            unknown = [k for k in keys if k not in episode]
+            if unknown:
+                raise DatasetError(f"{path}: requested key(s) {unknown} not in episode (has {sorted(episode)}).")
+            episode = {k: episode[k] for k in keys}
+        return episode
+
+    def _check_name_length(self, path: Path, length: int) -> None:
+        m = _LENGTH_SUFFIX_RE.search(path.stem)
+        if m and int(m.group(1)) != length:
+            raise _corrupt(path, f"its name says L={m.group(1)} but it holds {length} rows")
+
+    def _load_embedding(self, path: Path, length: int, *, mmap: bool) -> np.ndarray:
+        epath = self.embedding_path(path)
+        if not epath.is_file():
+            raise DatasetError(f"{path}: no embeddings ({epath} missing); run `genrl embed` on this store "
+                               f"(genrl_gym.data.embed.embed_store) before training with embeddings.")
+        try:
+            emb = np.load(epath, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DatasetError(f"{epath}: truncated or corrupt embedding file ({e}); delete it and re-run "
+                               f"`genrl embed`.") from e
+        self._check_embedding(emb if isinstance(emb, np.ndarray) else np.asarray(emb), length, where=str(epath))
+        return emb
+
+    def open(self, path: str | os.PathLike[str], *, with_embeddings: bool = False,
+             verify: bool = True) -> dict[str, np.ndarray]:
+        """Memory-map one episode: read-only arrays ``[L, ...]`` backed by the file (no copy) where possible.
+
+        Uncompressed members are mapped in place; compressed members are decoded into memory. The zip structure,
+        ``.npy`` headers, member sizes, and flag/shape rules are always checked; with ``verify=True`` the CRC-32 of
+        every member is also checked (one sequential read of the file), so bit rot is reported, not trained on.
+
+        Raises:
+            DatasetError: as :meth:`load`.
+        """
+        path = self._resolve(path)
+        if not path.is_file():
+            raise DatasetError(f"{path}: no such episode file in {self.root} (deleted while in use?).")
+        try:
+            with open(path, "rb") as fh:
+                zf = zipfile.ZipFile(fh)  # reads the central directory: a truncated file fails here
+                infos = zf.infolist()
+                size = os.fstat(fh.fileno()).st_size
+                buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+                episode: dict[str, np.ndarray] = {}
+                for info in infos:
+                    if not info.filename.endswith(".npy"):
+                        raise _corrupt(path, f"unexpected member {info.filename!r}")
+                    key = info.filename[:-4]
+                    if info.compress_type == zipfile.ZIP_STORED:
+                        episode[key] = self._map_member(path, buf, info, key, verify)
+                    else:
+                        with zf.open(info) as member:  # decoding reads to EOF, so the CRC is checked
+                            episode[key] = np.lib.format.read_array(member, allow_pickle=False)
+                zf.close()
+        except DatasetError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError, struct.error) as e:
+            raise _corrupt(path, f"{type(e).__name__}: {e}") from e
+        length = validate_episode(episode, where=str(path))
+        self._check_name_length(path, length)
+        if with_embeddings:
+            episode["embedding"] = self._load_embedding(path, length, mmap=True)
+        return episode
+
+    @staticmethod
+    def _map_member(path: Path, buf: Any, info: zipfile.ZipInfo, key: str, verify: bool) -> np.ndarray:
+        """Array view of an uncompressed zip member, located through its local file header."""
+        off = info.header_offset
+        local = bytes(buf[off:off + 30])
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise _corrupt(path, f"bad local header for member {key!r}")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = off + 30 + name_len + extra_len
+        end = start + info.file_size
+        if end > len(buf):
+            raise _corrupt(path, f"member {key!r} runs past the end of the file")
+        if verify and zlib.crc32(memoryview(buf)[start:end]) != info.CRC:
+            raise _corrupt(path, f"CRC-32 mismatch in member {key!r}")
+        shape, fortran, dtype, data_start = _read_npy_header(buf, start, path, key)
+        if dtype.hasobject:
+            raise _corrupt(path, f"member {key!r} holds Python objects")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if data_start + nbytes != end:
+            raise _corrupt(path, f"member {key!r}: header says {nbytes} bytes of data, member holds "
+                                 f"{end - data_start}")
+        arr = np.ndarray(shape, dtype=dtype, buffer=buf, offset=data_start, order="F" if fortran else "C")
+        return arr
+
+    def verify(self, *, with_embeddings: bool = False, progress: bool = False) -> int:
+        """Fully load and validate every episode (and embeddings); return the number checked.
+
+        Raises:
+            DatasetError: at the first bad file, naming it and the fix.
+        """
+        paths = self.paths()
+        iterator: Any = paths
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(paths, desc="verify", unit="ep")
+        for p in iterator:
+            self.load(p, with_embeddings=with_embeddings)
+        return len(paths)
+
+    # ------------------------------------------------------------------ per-episode info
+    def episode_info(self) -> dict[str, dict[str, Any]]:
+        """Per-episode info from ``store.json`` for episodes whose file exists, keyed by file stem."""
+        recorded = self._read_metadata().get("episodes") or {}
+        present = {p.stem for p in self.paths()}
+        return {stem: dict(v) for stem, v in recorded.items() if stem in present}
+
+    def count(self, **match: Any) -> int:
+        """Number of existing episodes whose recorded info matches every ``key=value`` (e.g. ``source="random"``)."""
+        return sum(all(info.get(k) == v for k, v in match.items()) for info in self.episode_info().values())
