@@ -1,0 +1,290 @@
+"""Prompt -> target latent trajectory (METHOD.md section 6, reference section 7).
+
+* text: VLM text embedding -> aligner -> connector rollout (needs a VLM with language weights).
+* video (a file path: mp4/gif/webm/..., or a uint8 array ``[T, H, W, 3]``): frames resized to the model's image size, then,
+  as the reference's video prompts, a temporal stride ``k = max(T // 128, 1)`` and the **first 8 frames** after striding
+  give one VLM embedding for the whole clip (so a 30 fps clip contributes its first ~0.27 s x k of motion). Video
+  embeddings skip the aligner by default (METHOD.md section 5; ``align=True`` to use it as the reference's code does).
+* the connector rolls ``horizon + 2`` steps on its modes (initial stoch sampled with a seeded generator) and the first
+  state is dropped -> ``T = horizon + 1`` target states, matched against ``horizon + 1`` imagined states.
+
+Targets are cached per (model, prompt, horizon, align, seed, VLM); :func:`clear_cache` empties the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genrl_gym.models.mfwm import MFWM, _identity_str, identity_dict
+from genrl_gym.utils import PromptError, atomic_write
+
+__all__ = ["TargetTrajectory", "target_from_prompt", "embed_prompt", "read_video", "video_prompt_frames", "decode_target",
+           "write_video", "clear_cache", "example", "list_examples", "MAX_PROMPT_CHARS", "VIDEO_SUFFIXES"]
+
+MAX_PROMPT_CHARS = 300  # CLIP-style text towers read <= 77 tokens; longer text is almost surely a mistake (or a path)
+MIN_VIDEO_FRAMES = 8  # one VLM window
+VIDEO_SUFFIXES = (".mp4", ".gif", ".webm", ".avi", ".mov", ".mkv", ".m4v")
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+
+_CACHE: weakref.WeakKeyDictionary[MFWM, dict[tuple[Any, ...], TargetTrajectory]] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class TargetTrajectory:
+    """A prompt's target in the world model's latent space (tensors on the model's device, no gradients).
+
+    ``stoch [T, S*C]`` one-hot connector modes, ``features [T, F]`` reward features of ``stoch``, ``logits [T, S, C]``,
+    ``embedding [D]`` the prompt's VLM embedding (before the aligner), ``prompt`` (text, file path or array description),
+    ``kind`` ``"text"`` or ``"video"``, ``aligned`` whether the aligner was applied. ``T = horizon + 1``.
+    """
+
+    stoch: Tensor
+    features: Tensor
+    embedding: Tensor
+    prompt: str
+    kind: str
+    logits: Tensor | None = None
+    aligned: bool = False
+
+    def __len__(self) -> int:
+        return int(self.stoch.shape[0])
+
+    @property
+    def horizon(self) -> int:
+        """Imagination horizon this target was built for (``T - 1``)."""
+        return len(self) - 1
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# video input
+
+
+def read_video(path: str | os.PathLike[str]) -> np.ndarray:
+    """All frames of a video/GIF file as uint8 ``[T, H, W, 3]`` (alpha dropped, grey expanded); PromptError if unreadable."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not path.is_file():
+        raise PromptError(f"video prompt {path}: no such file")
+    try:
+        frames = _read_gif(path) if path.suffix.lower() == ".gif" else np.asarray(iio.imread(path, index=None))
+    except Exception as e:
+        raise PromptError(f"video prompt {path}: cannot be read as a video ({type(e).__name__}: {e}); "
+                          f"use an mp4/gif/webm file") from e
+    return _as_rgb_frames(frames, str(path))
+
+
+def _read_gif(path: Path) -> np.ndarray:
+    """GIF frames with each repeated by its display time over the shortest one: GIF encoders (Pillow) merge identical
+    consecutive frames into one longer frame, which would otherwise shorten still passages of a prompt."""
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as im:
+        pairs = [(np.asarray(f.convert("RGB")), float(f.info.get("duration") or 0)) for f in ImageSequence.Iterator(im)]
+    base = min((d for _, d in pairs if d > 0), default=0.0)
+    reps = [max(1, round(d / base)) if base > 0 else 1 for _, d in pairs]
+    return np.concatenate([np.repeat(f[None], r, 0) for (f, _), r in zip(pairs, reps)])
+
+
+def _as_rgb_frames(frames: np.ndarray, what: str) -> np.ndarray:
+    if frames.dtype != np.uint8:
+        raise PromptError(f"video prompt {what}: frames must be uint8 [T, H, W, 3], got dtype {frames.dtype}")
+    if frames.ndim == 3:  # [T, H, W] grey
+        frames = frames[..., None]
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
+        raise PromptError(f"video prompt {what}: expected frames [T, H, W, 3], got shape {tuple(frames.shape)}")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, -1)
+    return np.ascontiguousarray(frames[..., :3])
+
+
+def video_prompt_frames(frames: np.ndarray, image_size: int = 64, window: int = MIN_VIDEO_FRAMES) -> np.ndarray:
+    """The frames a video prompt is embedded from: stride ``max(T // 128, 1)``, first ``window`` frames, resized (bilinear,
+    antialiased) to ``image_size``. ``frames uint8 [T, H, W, 3]`` -> ``uint8 [window, S, S, 3]``."""
+    T = frames.shape[0]
+    if T < window:
+        raise PromptError(f"video prompt has {T} frames; at least {window} are needed (one VLM window)")
+    clip = frames[:: max(T // 128, 1)][:window]
+    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float()
+    if x.shape[-2:] != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# prompt -> embedding
+
+
+def _classify(prompt: Any) -> tuple[str, Any, str, tuple[Any, ...]]:
+    """-> (kind, payload, description, cache key) for a text, path or array prompt."""
+    if isinstance(prompt, Tensor):
+        prompt = prompt.detach().cpu().numpy()
+    if isinstance(prompt, np.ndarray):
+        frames = _as_rgb_frames(prompt, "array")
+        digest = hashlib.sha1(frames.tobytes()).hexdigest()
+        return "video", frames, f"<video array {tuple(frames.shape)}>", ("array", frames.shape, digest)
+    if isinstance(prompt, Path) or (isinstance(prompt, str) and prompt.strip().lower().endswith(VIDEO_SUFFIXES)):
+        path = Path(prompt).expanduser()
+        if not path.is_file():
+            raise PromptError(f"video prompt {path}: no such file")
+        st = path.stat()
+        return "video", path, str(path), ("file", str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if not isinstance(prompt, str):
+        raise PromptError(f"a prompt is text, a video path or a uint8 array [T, H, W, 3]; got {type(prompt).__name__}")
+    text = " ".join(prompt.split())
+    if not text:
+        raise PromptError("empty text prompt: describe the behaviour, e.g. 'standing up straight'")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PromptError(f"text prompt of {len(text)} characters is longer than {MAX_PROMPT_CHARS}: VLM text towers read "
+                          "a short sentence (CLIP: 77 tokens); shorten it")
+    if os.path.isfile(text):
+        path = Path(text)
+        st = path.stat()
+        return "video", path, str(path), ("file", str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return "text", text, text, ("text", text)
+
+
+def _resolve_vlm(model: MFWM, vlm: Any) -> Any:
+    """The VLM to embed prompts with: ``vlm`` (checked against the model's) or the model's own, loaded by identity."""
+    have = model._vlm
+    if vlm is None:
+        if have is None:
+            raise PromptError("this model records no VLM identity: pass vlm=<the VLM its embeddings were made with>")
+        try:
+            from genrl_gym.vlm import load_vlm
+
+            vlm = load_vlm(dict(have))
+        except Exception as e:
+            raise PromptError(f"cannot load the model's VLM {_identity_str(have)} ({type(e).__name__}: {e}); pass vlm= "
+                              "explicitly") from e
+    given = identity_dict(vlm)
+    if have is not None and given != have:
+        raise PromptError(f"the prompt VLM {_identity_str(given)} is not the VLM this model was trained with "
+                          f"({_identity_str(have)}); embeddings of different VLMs are not interchangeable: use the "
+                          "model's VLM (vlm=None loads it) or a model trained on yours")
+    if int(getattr(vlm, "embed_dim", model.config.embed_dim)) != model.config.embed_dim:
+        raise PromptError(f"VLM embeds in {vlm.embed_dim} dims but the model expects {model.config.embed_dim}")
+    return vlm
+
+
+def embed_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | Tensor, vlm: Any = None) -> tuple[Tensor, str]:
+    """Embed a prompt with the model's VLM: -> (unit-norm embedding ``[D]`` on the model's device, kind)."""
+    kind, payload, _, _ = _classify(prompt)
+    vlm = _resolve_vlm(model, vlm)
+    if kind == "text":
+        if not getattr(vlm, "has_language", False):
+            raise PromptError(f"VLM {_identity_str(identity_dict(vlm))} has no language weights (video only), so text "
+                              "prompts cannot be embedded: use a video prompt, or a model trained with a text-capable "
+                              "VLM (e.g. 'open_clip:ViT-B-32:<weights>')")
+        e = vlm.embed_text([payload])
+    else:
+        frames = read_video(payload) if isinstance(payload, Path) else payload
+        e = vlm.embed_video(video_prompt_frames(frames, model.config.image_size)[None])
+    e = torch.as_tensor(e, dtype=torch.float32).reshape(-1, model.config.embed_dim)[0]
+    return F.normalize(e, dim=-1).to(model.device), kind
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# target
+
+
+@torch.no_grad()
+def target_from_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | Tensor, vlm: Any = None,
+                       horizon: int = 16, *, align: bool | None = None, seed: int = 0,
+                       cache: bool = True) -> TargetTrajectory:
+    """Prompt (text, video path, or uint8 frames ``[T, H, W, 3]``) -> :class:`TargetTrajectory` of ``horizon + 1`` states.
+
+    ``vlm``: the VLM to embed with; must be the model's (None loads the model's VLM by identity). ``align``: apply the
+    aligner (default: text yes, video no). ``seed`` seeds the connector's sampled initial stoch. Raises PromptError on an
+    empty/over-long text, a text prompt with a video-only VLM, an unreadable or too short (< 8 frames) video, or a VLM
+    other than the model's.
+    """
+    if int(horizon) < 1:
+        raise PromptError(f"horizon={horizon} must be >= 1")
+    kind, _, description, key = _classify(prompt)
+    align = (kind == "text") if align is None else bool(align)
+    full_key = (*key, int(horizon), align, int(seed), _identity_str(model._vlm))
+    store = _CACHE.setdefault(model, {})
+    if cache and full_key in store:
+        return store[full_key]
+    e, kind = embed_prompt(model, prompt, vlm)
+    g = torch.Generator(model.device).manual_seed(int(seed))
+    states = model.connector_rollout(e[None, None].expand(1, horizon + 2, -1), sample=False, align=align, generator=g)
+    stoch = states.stoch[0, 1:].detach()
+    target = TargetTrajectory(stoch=stoch, features=model.reward_features(stoch).detach(), embedding=e,
+                              prompt=description, kind=kind, logits=states.logits[0, 1:].detach(), aligned=align)
+    if cache:
+        store[full_key] = target
+    return target
+
+
+def clear_cache(model: MFWM | None = None) -> None:
+    """Forget cached targets (of ``model``, or all)."""
+    if model is None:
+        _CACHE.clear()
+    else:
+        _CACHE.pop(model, None)
+
+
+@torch.no_grad()
+def decode_target(model: MFWM, target: TargetTrajectory) -> np.ndarray:
+    """What the model thinks the prompt looks like: decoded target ``uint8 [T, 64, 64, 3]``."""
+    frames = model.decode(target.stoch.to(model.device))
+    return (frames * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def write_video(frames: np.ndarray | Tensor, path: str | os.PathLike[str], fps: int = 15) -> Path:
+    """Write uint8 frames ``[T, H, W, 3]`` to ``.gif`` (imageio/Pillow; frame delay rounded to GIF's 10 ms unit, identical
+    consecutive frames merged by Pillow and expanded again by :func:`read_video`) or ``.mp4``/``.webm``
+    (imageio-ffmpeg), atomically."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    frames = frames.detach().cpu().numpy() if isinstance(frames, Tensor) else np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        # GIF stores delays in 10 ms units: a whole number keeps merged identical frames an exact multiple (read_video)
+        data = iio.imwrite("<bytes>", frames, extension=".gif", duration=max(20, 10 * round(100 / fps)), loop=0)
+    elif suffix in (".mp4", ".webm"):
+        data = iio.imwrite("<bytes>", frames, extension=suffix, fps=fps)
+    else:
+        raise ValueError(f"{path}: unsupported video format {suffix!r}; use .gif, .mp4 or .webm")
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def list_examples(domain: str | None = None) -> dict[tuple[str, str], Path]:
+    """Shipped prompt clips ``{(domain, task): path}`` found under ``genrl_gym/pretrained/<domain>/prompts/<task>.<ext>``
+    (ext gif, mp4 or webm; the first in that order wins), of one ``domain`` or all."""
+    found: dict[tuple[str, str], Path] = {}
+    for suffix in (".gif", ".mp4", ".webm"):
+        for path in sorted(PRETRAINED.glob(f"{domain or '*'}/prompts/*{suffix}")):
+            found.setdefault((path.parent.parent.name, path.stem), path)
+    return found
+
+
+def example(domain: str, task: str) -> Path:
+    """Path of the shipped in-domain prompt clip of ``domain``/``task`` (see :func:`list_examples`).
+
+    Raises PromptError naming the clips that exist when there is none.
+    """
+    clips = list_examples(domain)
+    if (domain, task) in clips:
+        return clips[(domain, task)]
+    have = sorted(f"{d}/{t}" for d, t in list_examples())
+    raise PromptError(f"no shipped prompt clip for {domain}/{task}; available: {', '.join(have) or 'none'}; pass the path "
+                      "of any video file of the behaviour instead")

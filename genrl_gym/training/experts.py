@@ -1,0 +1,155 @@
+"""Task-solving data sources for MFWM pre-training: SB3 policies trained on proprioception.
+
+A world model cannot imagine what its data never showed, and random actions almost never make a walker
+stand, walk or run. GenRL's datasets therefore mix exploration data with the replay of task-solving agents.
+We do the same on a CPU budget: train an SB3 PPO policy per in-distribution task on the domain's
+*proprioceptive* observations (physics only, no rendering: fast), keep checkpoints from several stages of
+training (a mediocre and a good policy show different behaviours), and later collect *pixel* episodes with
+each checkpoint (plus action noise) through :func:`genrl_gym.data.collect` and :class:`ExpertPolicy`.
+
+Observation normalisation (SB3 ``VecNormalize``) is saved with every stage and applied by
+:class:`ExpertPolicy`, so a stage acts in a pixel env exactly as it did in training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from genrl_gym.utils import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExpertConfig:
+    """How one task's expert is trained (SB3 PPO on proprioception)."""
+
+    total_steps: int = 1_000_000
+    """Agent steps of PPO training (action repeat 2: twice as many physics frames)."""
+    stages: tuple[float, ...] = (0.2, 0.5, 1.0)
+    """Fractions of ``total_steps`` at which a checkpoint (a data-collection stage) is kept."""
+    n_envs: int = 8
+    seed: int = 0
+    ppo_kwargs: dict[str, Any] = field(default_factory=lambda: {
+        "n_steps": 512, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99, "gae_lambda": 0.95,
+        "clip_range": 0.2, "ent_coef": 0.0, "policy_kwargs": {"net_arch": [256, 256], "log_std_init": -0.5}})
+
+
+class _ProprioObservation(gym.ObservationWrapper):  # type: ignore[type-arg]
+    """Expose ``obs["proprio"]`` of a genrl_gym env as a flat Box observation (what SB3's MlpPolicy reads)."""
+
+    def __init__(self, env: gym.Env) -> None:  # type: ignore[type-arg]
+        super().__init__(env)
+        self.observation_space = env.observation_space["proprio"]  # type: ignore[index]
+
+    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return observation["proprio"]
+
+
+def make_proprio_env(domain: str, task: str, *, episode_frames: int = 1000, seed: int | None = None) -> gym.Env:  # type: ignore[type-arg]
+    """A render-free env of ``domain``/``task`` whose observation is the flat proprioception (float32 ``[P]``).
+
+    Same physics, action repeat and reward as :func:`genrl_gym.envs.make_pixel_env`, so a policy trained here acts
+    identically in a pixel env made with ``proprio=True``.
+    """
+    from genrl_gym.envs import make_pixel_env
+
+    env = make_pixel_env(domain, task, proprio=True, pixels=False, episode_frames=episode_frames, seed=seed)
+    return _ProprioObservation(env)
+
+
+def stage_paths(out_dir: str | Path, config: ExpertConfig) -> list[Path]:
+    """Checkpoint paths ``<out_dir>/stage-<steps>.zip`` of each stage, in training order."""
+    out = Path(out_dir)
+    return [out / f"stage-{int(round(f * config.total_steps)):08d}.zip" for f in config.stages]
+
+
+def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConfig | None = None, *,
+                 progress: bool = True, tensorboard_log: str | None = None) -> list[Path]:
+    """Train (or resume) an SB3 PPO policy on the proprioception of ``domain``/``task``; keep stage checkpoints.
+
+    :param out_dir: where ``stage-*.zip`` (+ ``stage-*.vecnorm.pkl``) and ``config.json`` go.
+    :param config: budget and PPO settings (default :class:`ExpertConfig`).
+    :return: paths of the stage checkpoints, in training order. Stages already on disk are not retrained: the
+        run resumes from the latest one.
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    config = config or ExpertConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "config.json", "w") as f:
+        json.dump({"domain": domain, "task": task, **asdict(config)}, f, indent=2)
+    paths = stage_paths(out, config)
+    done = [p for p in paths if p.exists() and _vecnorm_path(p).exists()]
+    if len(done) == len(paths):
+        return paths
+
+    venv = make_vec_env(make_proprio_env, n_envs=config.n_envs, seed=config.seed,
+                        env_kwargs={"domain": domain, "task": task})
+    if done:
+        last = done[-1]
+        venv = VecNormalize.load(str(_vecnorm_path(last)), venv)
+        model = PPO.load(str(last), env=venv, device="cpu", tensorboard_log=tensorboard_log)
+        log.info("resuming expert %s_%s from %s", domain, task, last)
+    else:
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=config.ppo_kwargs.get("gamma", 0.99))
+        model = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0, tensorboard_log=tensorboard_log,
+                    **config.ppo_kwargs)
+    for path, fraction in zip(paths, config.stages):
+        if path in done:
+            continue
+        target = int(round(fraction * config.total_steps))
+        model.learn(total_timesteps=max(0, target - model.num_timesteps), reset_num_timesteps=False,
+                    progress_bar=progress, tb_log_name=f"expert_{domain}_{task}")
+        _save_stage(model, venv, path)
+    venv.close()
+    return paths
+
+
+def _vecnorm_path(stage: Path) -> Path:
+    return stage.with_suffix(".vecnorm.pkl")
+
+
+def _save_stage(model: Any, venv: Any, path: Path) -> None:
+    """Write the model and its normalisation statistics atomically (temp files + rename)."""
+    with atomic_write(path, "wb") as f:
+        model.save(f)
+    # Only the statistics ExpertPolicy needs: a pickled VecNormalize would drag its sub-envs along.
+    with atomic_write(_vecnorm_path(path), "wb") as f:
+        pickle.dump({"obs_rms": venv.obs_rms, "clip_obs": venv.clip_obs, "epsilon": venv.epsilon}, f)
+
+
+class ExpertPolicy:
+    """An expert stage usable by :class:`genrl_gym.data.SB3Policy`: SB3 ``predict`` on normalised proprioception.
+
+    :param path: a ``stage-*.zip`` written by :func:`train_expert`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from stable_baselines3 import PPO
+
+        self.path = Path(path)
+        self.model = PPO.load(str(self.path), device="cpu")
+        with open(_vecnorm_path(self.path), "rb") as f:
+            stats = pickle.load(f)
+        self._rms, self._clip, self._eps = stats["obs_rms"], stats["clip_obs"], stats["epsilon"]
+        self.observation_space = self.model.observation_space
+        self.action_space = self.model.action_space
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        """Actions ``[N, A]`` for proprioceptive observations ``[N, P]`` (SB3's ``predict`` signature)."""
+        obs = np.clip((observation - self._rms.mean) / np.sqrt(self._rms.var + self._eps), -self._clip, self._clip)
+        return self.model.predict(obs.astype(np.float32), state=state, episode_start=episode_start,
+                                  deterministic=deterministic)

@@ -1,0 +1,177 @@
+"""Prompts -> target trajectories with real VLM backends: a tiny random-weight open_clip (text-capable) and the offline
+video-only default; video prompts from real walker frames written to GIF/MP4."""
+
+from __future__ import annotations
+
+import genrl_gym  # noqa: F401  (render guard first)
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genrl_gym.envs import make_pixel_env
+from genrl_gym.models import MFWM, preset
+from genrl_gym.prompts import (MAX_PROMPT_CHARS, TargetTrajectory, clear_cache, decode_target, example, list_examples,
+                               read_video, target_from_prompt, video_prompt_frames, write_video)
+from genrl_gym.utils import PromptError
+from genrl_gym.vlm import load_vlm
+
+torch.set_num_threads(1)
+ARCH = "genrl-test-tiny-clip"
+
+
+@pytest.fixture(scope="module")
+def clip_vlm(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A real open_clip VLM (text + image towers) of a tiny architecture with random weights saved to a file."""
+    import open_clip
+
+    d = tmp_path_factory.mktemp("clip")
+    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+    (d / f"{ARCH}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(d)
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model(ARCH).state_dict(), d / "weights.bin")
+    return load_vlm(f"open_clip:{ARCH}:{d / 'weights.bin'}")
+
+
+@pytest.fixture(scope="module")
+def video_vlm():  # noqa: ANN201
+    return load_vlm("video-only")
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    """20 real walker frames uint8 [20, 64, 64, 3] under random actions."""
+    env = make_pixel_env("walker", "walk", episode_frames=80, seed=0)
+    obs, _ = env.reset(seed=0)
+    out = [obs["image"]]
+    rng = np.random.default_rng(0)
+    for _ in range(19):
+        obs, *_ = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        out.append(obs["image"])
+    env.close()
+    return np.stack(out)
+
+
+def model_for(vlm, seed: int = 0) -> MFWM:  # noqa: ANN001
+    torch.manual_seed(seed)
+    return MFWM(preset("tiny", embed_dim=vlm.embed_dim, action_dim=6), domain="walker", vlm_identity=vlm.identity)
+
+
+def test_text_prompt_target(clip_vlm) -> None:  # noqa: ANN001
+    model = model_for(clip_vlm)
+    t = target_from_prompt(model, "walk fast clean", vlm=clip_vlm, horizon=16)
+    assert isinstance(t, TargetTrajectory) and t.kind == "text" and t.aligned and t.prompt == "walk fast clean"
+    assert t.stoch.shape == (17, 16) and t.features.shape == (17, 128) and t.logits.shape == (17, 4, 4)
+    assert len(t) == 17 and t.horizon == 16 and not t.stoch.requires_grad
+    assert t.embedding.shape == (32,) and float(t.embedding.norm()) == pytest.approx(1.0, abs=1e-5)
+    # by hand: aligner -> connector rollout of horizon + 2 steps on modes (seeded initial stoch) -> drop the first
+    e = F.normalize(clip_vlm.embed_text(["walk fast clean"]), dim=-1)[0]
+    torch.testing.assert_close(t.embedding, e)
+    with torch.no_grad():
+        s = model.connector_rollout(e[None, None].expand(1, 18, 32), align=True,
+                                    generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(t.stoch, s.stoch[0, 1:])
+    torch.testing.assert_close(t.features, model.reward_features(s.stoch[0, 1:]).detach())
+    # cache: same object; other horizon/alignment: another target
+    assert target_from_prompt(model, "walk  fast clean", vlm=clip_vlm, horizon=16) is t  # whitespace-normalised
+    assert len(target_from_prompt(model, "walk fast clean", vlm=clip_vlm, horizon=8)) == 9
+    assert not target_from_prompt(model, "walk fast clean", vlm=clip_vlm, align=False).aligned
+    clear_cache(model)
+    assert target_from_prompt(model, "walk fast clean", vlm=clip_vlm) is not t
+    assert model.target_from_prompt("walk fast clean", vlm=clip_vlm).stoch.shape == (17, 16)
+
+
+def test_text_prompt_errors(clip_vlm, video_vlm) -> None:  # noqa: ANN001
+    model = model_for(clip_vlm)
+    with pytest.raises(PromptError, match="empty text prompt"):
+        target_from_prompt(model, "   ", vlm=clip_vlm)
+    with pytest.raises(PromptError, match=f"longer than {MAX_PROMPT_CHARS}"):
+        target_from_prompt(model, "run " * 100, vlm=clip_vlm)
+    with pytest.raises(PromptError, match="not the VLM this model was trained with"):
+        target_from_prompt(model, "run", vlm=video_vlm)
+    with pytest.raises(PromptError, match="horizon"):
+        target_from_prompt(model, "run", vlm=clip_vlm, horizon=0)
+    video_model = model_for(video_vlm)
+    with pytest.raises(PromptError, match="no language weights"):
+        target_from_prompt(video_model, "run fast", vlm=video_vlm)
+    with pytest.raises(PromptError, match="no language weights"):
+        target_from_prompt(video_model, "run fast")  # vlm=None loads the model's own (video-only) VLM
+    with pytest.raises(PromptError, match="records no VLM"):
+        target_from_prompt(MFWM(preset("tiny", embed_dim=32, action_dim=6)), "run")
+    with pytest.raises(PromptError, match="a prompt is text"):
+        target_from_prompt(model, 3.5, vlm=clip_vlm)  # type: ignore[arg-type]
+
+
+def test_video_prompt_files_and_arrays(video_vlm, frames: np.ndarray, tmp_path: Path) -> None:  # noqa: ANN001
+    model = model_for(video_vlm)
+    from_array = target_from_prompt(model, frames, vlm=video_vlm)
+    assert from_array.kind == "video" and not from_array.aligned and from_array.stoch.shape == (17, 16)
+    assert from_array.prompt == "<video array (20, 64, 64, 3)>"
+    expected = video_vlm.embed_video(frames[None, :8])[0]
+    torch.testing.assert_close(from_array.embedding, F.normalize(expected, dim=-1))
+    gif, mp4 = write_video(frames, tmp_path / "clip.gif"), write_video(frames, tmp_path / "clip.mp4")
+    for path in (gif, str(mp4)):
+        t = target_from_prompt(model, path)  # vlm=None: the model's own VLM, loaded by identity
+        assert t.kind == "video" and t.stoch.shape == (17, 16)
+        assert float(t.embedding @ from_array.embedding) > 0.95  # lossy encodings embed close to the frames
+    assert target_from_prompt(model, frames, vlm=video_vlm, align=True).aligned
+    big = np.repeat(np.repeat(frames, 2, 1), 2, 2)  # 128x128 frames are resized to the model's 64x64
+    assert float(target_from_prompt(model, big, vlm=video_vlm).embedding @ from_array.embedding) > 0.99
+
+
+def test_video_prompt_frames_rule() -> None:
+    clip = np.arange(300, dtype=np.uint8)[:, None, None, None] * np.ones((1, 64, 64, 3), np.uint8)
+    assert video_prompt_frames(clip)[:, 0, 0, 0].tolist() == [0, 2, 4, 6, 8, 10, 12, 14]  # stride 300 // 128 = 2
+    assert video_prompt_frames(clip[:100])[:, 0, 0, 0].tolist() == list(range(8))  # stride 1: the first 8 frames
+    wide = np.zeros((10, 96, 128, 3), np.uint8)
+    assert video_prompt_frames(wide).shape == (8, 64, 64, 3)
+
+
+def test_video_prompt_errors(video_vlm, frames: np.ndarray, tmp_path: Path) -> None:  # noqa: ANN001
+    model = model_for(video_vlm)
+    with pytest.raises(PromptError, match="5 frames; at least 8"):
+        target_from_prompt(model, frames[:5], vlm=video_vlm)
+    write_video(frames[:5], tmp_path / "short.gif")
+    with pytest.raises(PromptError, match="at least 8"):
+        target_from_prompt(model, tmp_path / "short.gif", vlm=video_vlm)
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(PromptError, match="broken.mp4: cannot be read as a video"):
+        target_from_prompt(model, bad, vlm=video_vlm)
+    with pytest.raises(PromptError, match="no such file"):
+        target_from_prompt(model, str(tmp_path / "missing.webm"), vlm=video_vlm)
+    with pytest.raises(PromptError, match="uint8"):
+        target_from_prompt(model, frames.astype(np.float32), vlm=video_vlm)
+
+
+def test_decode_and_write_video(video_vlm, frames: np.ndarray, tmp_path: Path) -> None:  # noqa: ANN001
+    model = model_for(video_vlm)
+    target = target_from_prompt(model, frames, vlm=video_vlm, horizon=7)
+    video = decode_target(model, target)
+    assert video.shape == (8, 64, 64, 3) and video.dtype == np.uint8
+    for name in ("target.gif", "target.mp4"):
+        path = write_video(video, tmp_path / name)
+        back = read_video(path)  # GIF: merged identical frames are expanded again
+        assert back.shape == (8, 64, 64, 3)
+    if len(np.unique(video.reshape(8, -1), axis=0)) < 8:  # Pillow merges identical frames: plain readers see fewer
+        assert iio.imread(tmp_path / "target.gif", index=None).shape[0] < 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target.gif", "target.mp4"]  # no temp files left
+    with pytest.raises(ValueError, match="unsupported video format"):
+        write_video(video, tmp_path / "x.avi")
+
+
+def test_shipped_examples_lookup() -> None:
+    clips = list_examples()
+    assert isinstance(clips, dict)
+    for (domain, task), path in clips.items():
+        assert example(domain, task) == path and path.is_file()
+        assert list_examples(domain)[(domain, task)] == path
+    with pytest.raises(PromptError, match="no shipped prompt clip for nodomain/notask"):
+        example("nodomain", "notask")
