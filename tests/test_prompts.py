@@ -22,7 +22,7 @@ from genrl_gym.utils import PromptError
 from genrl_gym.vlm import load_vlm
 
 torch.set_num_threads(1)
-ARCH = "genrl-test-tiny-clip"
+ARCH = "genrl-test-prompts-clip"  # distinct from test_vlm.py: open_clip configs are process-global
 
 
 @pytest.fixture(scope="module")

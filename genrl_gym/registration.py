@@ -1,0 +1,265 @@
+"""Gymnasium ids ``GenRL/<Domain>-v0``: pixel envs whose reward is GenRL's trajectory-matching score.
+
+Importing this module (``import genrl_gym`` does) registers::
+
+    GenRL/Walker-v0  GenRL/Cheetah-v0  GenRL/Quadruped-v0  GenRL/Stickman-v0  GenRL/Kitchen-v0
+
+Gymnasium 1.x has no plugin hook, so either ``import genrl_gym`` first or name the module in the id:
+``gym.make("genrl_gym:GenRL/Walker-v0", ...)``. All keyword arguments are JSON-able (see :func:`make_genrl_env`), so
+``env.spec`` records the prompt, the model and the task and can be serialised.
+
+``gym.make`` builds one :class:`~genrl_gym.wrappers.GenRLReward` env; ``gym.make_vec(id, num_envs=N)`` uses the
+registered ``vector_entry_point`` (:func:`make_genrl_vector_env`): a synchronous vector env of N pixel envs whose
+rewards come from one batched world-model call per step (:class:`~genrl_gym.wrappers.GenRLVectorReward`).
+
+Episode length: the dm_control ids are registered with ``max_episode_steps = 1000 frames / action_repeat 2 = 500``, the
+length of GenRL's episodes. The env itself truncates after ``episode_frames // action_repeat`` steps, so shorter
+episodes need nothing more; for longer ones also pass ``max_episode_steps=`` to ``gym.make`` (else its ``TimeLimit``
+stops them at 500). Kitchen episodes are 140 steps and end at the first success.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+
+from genrl_gym.utils import PromptError
+
+if TYPE_CHECKING:
+    from genrl_gym.wrappers.gym_reward import GenRLReward, GenRLVectorReward
+
+__all__ = ["ENV_IDS", "DEFAULT_EPISODE_FRAMES", "DEFAULT_ACTION_REPEAT", "make_genrl_env", "make_genrl_vector_env",
+           "register_envs", "default_task", "default_prompt"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EPISODE_FRAMES = 1000
+DEFAULT_ACTION_REPEAT = 2
+_DMC_DOMAINS = ("walker", "cheetah", "quadruped", "stickman")
+_KITCHEN_STEPS = 140  # genrl_gym.envs.kitchen.MAX_AGENT_STEPS (not imported here: registration must stay cheap)
+_KITCHEN_DEFAULT_TASK = "microwave"
+
+
+def _kitchen_available() -> bool:
+    """True when the package ships the kitchen env module (its optional dependency is checked at make time)."""
+    return os.path.isfile(os.path.join(os.path.dirname(__file__), "envs", "kitchen.py"))
+
+
+def _env_ids() -> dict[str, str]:
+    domains = _DMC_DOMAINS + (("kitchen",) if _kitchen_available() else ())
+    return {f"GenRL/{d.capitalize()}-v0": d for d in domains}
+
+
+#: Registered id -> domain.
+ENV_IDS: dict[str, str] = _env_ids()
+
+
+def register_envs() -> tuple[str, ...]:
+    """Register every ``GenRL/<Domain>-v0`` id (idempotent; cheap: nothing heavy is imported). Returns the ids."""
+    for env_id, domain in ENV_IDS.items():
+        if env_id in gym.registry:
+            continue
+        steps = _KITCHEN_STEPS if domain == "kitchen" else DEFAULT_EPISODE_FRAMES // DEFAULT_ACTION_REPEAT
+        gym.register(env_id, entry_point="genrl_gym.registration:make_genrl_env",
+                     vector_entry_point="genrl_gym.registration:make_genrl_vector_env",
+                     max_episode_steps=steps, kwargs={"domain": domain})
+    return tuple(ENV_IDS)
+
+
+def default_task(domain: str) -> str:
+    """The true reward reported by default: the domain's first task in :data:`genrl_gym.envs.TASKS` (walker -> stand,
+    cheetah -> run, quadruped -> stand, stickman -> stand; kitchen -> microwave)."""
+    if domain == "kitchen":
+        return _KITCHEN_DEFAULT_TASK
+    from genrl_gym.envs.tasks import tasks_of
+
+    return tasks_of(domain)[0]
+
+
+def default_prompt(domain: str, task: str, env_id: str | None = None) -> Any:
+    """The shipped example clip of ``domain``/``task`` (``genrl_gym.prompts.example``); else a PromptError saying to pass
+    one."""
+    what = env_id or f"GenRL/{domain.capitalize()}-v0"
+    try:
+        from genrl_gym.prompts import example  # type: ignore[attr-defined]
+    except ImportError:
+        example = None
+    if example is None:
+        raise PromptError(f"{what} needs a prompt: pass prompt='<text>' (with a text-capable model) or "
+                          f"prompt='<path to a .gif/.mp4 clip>' of the behaviour; no example clips ship with this install")
+    try:
+        return example(domain, task)
+    except Exception as e:  # no clip shipped for this task: say what to pass instead
+        raise PromptError(f"{what}: no example prompt clip for {domain}/{task} ({e}); pass prompt='<text>' or "
+                          f"prompt='<path to a .gif/.mp4 clip>'") from e
+
+
+def _json_prompt(prompt: Any) -> Any:
+    """Accept the prompt forms the wrapper takes; PathLike -> str so the spec stays JSON-able."""
+    if isinstance(prompt, os.PathLike):
+        return os.fspath(prompt)
+    return prompt
+
+
+def _base_env_factory(domain: str, task: str, *, image_size: int, action_repeat: int, episode_frames: int,
+                      camera_id: int | None, render_quality: str, render_mode: str | None, proprio: bool,
+                      seed: int | None) -> Callable[[], gym.Env[Any, Any]]:
+    """A zero-argument builder of the inner pixel env (dm_control or kitchen)."""
+    if domain == "kitchen":
+        if action_repeat != DEFAULT_ACTION_REPEAT or episode_frames != DEFAULT_EPISODE_FRAMES or camera_id is not None \
+                or proprio:
+            raise ValueError("GenRL/Kitchen-v0 has a fixed protocol (action repeat 2, 140-step episodes, its own camera, "
+                             "images only): drop action_repeat/episode_frames/camera_id/proprio")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+
+        def make_kitchen() -> gym.Env[Any, Any]:
+            from genrl_gym.envs.kitchen import make_kitchen_env
+
+            return make_kitchen_env(task, image_size=image_size, seed=seed)  # type: ignore[arg-type]
+
+        return make_kitchen
+
+    def make_dmc() -> gym.Env[Any, Any]:
+        from genrl_gym.envs import make_pixel_env
+
+        return make_pixel_env(domain, task, image_size=image_size, action_repeat=action_repeat, proprio=proprio,
+                              render_quality=render_quality, episode_frames=episode_frames, camera_id=camera_id,
+                              seed=seed, render_mode=render_mode)
+
+    return make_dmc
+
+
+def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: int | None,
+             render_quality: str | None, device: str) -> tuple[Any, Any, str, int | None, str]:
+    """Shared argument resolution of the single and vector entry points -> (model, prompt, task, camera_id, quality)."""
+    from genrl_gym.model_store import resolve_model
+
+    if domain not in ENV_IDS.values():
+        import difflib
+
+        close = difflib.get_close_matches(str(domain), list(ENV_IDS.values()), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown GenRL domain {domain!r}.{hint} Valid: {', '.join(ENV_IDS.values())}")
+    task = default_task(domain) if task is None else task
+    if domain != "kitchen":
+        from genrl_gym.envs.tasks import get_task
+
+        get_task(domain, task)  # unknown task -> ValueError listing valid ones, before loading anything heavy
+    else:
+        from genrl_gym.envs.kitchen import KITCHEN_TASKS
+
+        if task not in KITCHEN_TASKS:
+            raise ValueError(f"unknown kitchen task {task!r}; choose one of {sorted(KITCHEN_TASKS)}")
+    mfwm = resolve_model(domain if model is None else model, domain=domain, map_location=device)
+    if prompt is None:
+        prompt = default_prompt(domain, task)
+    settings: Mapping[str, Any] = getattr(mfwm, "render_settings", None) or {}
+    # Feed the model what it was trained on unless the caller says otherwise.
+    if camera_id is None and domain != "kitchen" and settings.get("camera_id") is not None:
+        camera_id = int(settings["camera_id"])
+    if render_quality is None:
+        render_quality = str(settings.get("render_quality", "fast"))
+    elif settings.get("render_quality") not in (None, render_quality):
+        logger.warning("rendering with render_quality=%r but the world model was trained on %r frames; its rewards may "
+                       "be off", render_quality, settings["render_quality"])
+    return mfwm, _json_prompt(prompt), task, camera_id, render_quality
+
+
+def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray | None = None,
+                   model: str | os.PathLike[str] | Any = None, task: str | None = None,
+                   vlm: str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine", history: int = 17,
+                   horizon: int = 16, render_mode: str | None = None, image_size: int = 64,
+                   action_repeat: int = DEFAULT_ACTION_REPEAT, episode_frames: int = DEFAULT_EPISODE_FRAMES,
+                   camera_id: int | None = None, render_quality: str | None = None, proprio: bool = False,
+                   seed: int | None = None, device: str = "cpu", track_latent: bool = False,
+                   num_threads: int | None = 1) -> GenRLReward:
+    """Entry point of ``GenRL/<Domain>-v0``: a pixel env of ``domain`` wrapped in :class:`~genrl_gym.wrappers.GenRLReward`.
+
+    :param domain: ``"walker"``, ``"cheetah"``, ``"quadruped"``, ``"stickman"`` or ``"kitchen"`` (set by the id).
+    :param prompt: text, or a video file path (``.gif``/``.mp4``...); default: the shipped example clip of ``task``.
+    :param model: checkpoint path or model name (``genrl_gym.model_store``); default: the domain name.
+    :param task: whose true reward goes to ``info["task_reward"]``; default :func:`default_task`.
+    :param vlm: ``load_vlm`` spec embedding the prompt (None = the model's own VLM, e.g. ``"video-only"``).
+    :param score_kind: per-step score (``genrl_gym.reward.SCORES``).
+    :param history: frames kept for alignment (H + 1). :param horizon: target horizon H.
+    :param render_mode: None or ``"rgb_array"``.
+    :param image_size: frame side in pixels (the model needs 64).
+    :param action_repeat: physics steps per agent step. :param episode_frames: frames per episode.
+    :param camera_id: dm_control camera (default: the model's recorded camera, else the task's).
+    :param render_quality: ``"fast"``/``"default"`` (default: what the model was trained on, else fast).
+    :param proprio: also return ``obs["proprio"]``. :param seed: seeds the env (``reset(seed=)`` reseeds).
+    :param device: torch device of the reward model.
+    :param track_latent: also filter the GRU and expose ``env.latent`` (same rewards, more compute).
+    :param num_threads: torch intra-op threads for the reward computation on CPU (None: torch's setting).
+    :return: the wrapped env: observation ``{"image": uint8 [S, S, 3]}``, reward = GenRL score (float),
+        ``info["task_reward"]`` the true reward, ``info["genrl_score"]`` the score.
+    """
+    from genrl_gym.wrappers.gym_reward import GenRLReward
+
+    mfwm, prompt, task, camera_id, render_quality = _resolve(domain, prompt, model, task, camera_id, render_quality, device)
+    env = _base_env_factory(domain, task, image_size=image_size, action_repeat=action_repeat, episode_frames=episode_frames,
+                            camera_id=camera_id, render_quality=render_quality, render_mode=render_mode, proprio=proprio,
+                            seed=seed)()
+    try:
+        return GenRLReward(env, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
+                           device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
+    except BaseException:
+        env.close()
+        raise
+
+
+def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.PathLike[str] | np.ndarray | None = None,
+                          model: str | os.PathLike[str] | Any = None, task: str | None = None,
+                          vlm: str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine", history: int = 17,
+                          horizon: int = 16, render_mode: str | None = None, image_size: int = 64,
+                          action_repeat: int = DEFAULT_ACTION_REPEAT, episode_frames: int = DEFAULT_EPISODE_FRAMES,
+                          camera_id: int | None = None, render_quality: str | None = None, proprio: bool = False,
+                          seed: int | None = None, device: str = "cpu", track_latent: bool = False,
+                          num_threads: int | None = 1, max_episode_steps: int | None = None,
+                          autoreset_mode: str | gym.vector.AutoresetMode = gym.vector.AutoresetMode.NEXT_STEP
+                          ) -> GenRLVectorReward:
+    """Vector entry point of ``GenRL/<Domain>-v0`` (``gym.make_vec(id, num_envs=N)``).
+
+    A :class:`gymnasium.vector.SyncVectorEnv` of ``num_envs`` pixel envs (sub-env ``i`` seeded ``seed + i``) wrapped in
+    :class:`~genrl_gym.wrappers.GenRLVectorReward`, which filters all N frames through the world model in one batched call
+    per step. Arguments as :func:`make_genrl_env`, plus ``max_episode_steps`` (a ``TimeLimit`` on each sub-env when it is
+    shorter than the env's own episode; ``gym.make_vec`` passes the registered value) and ``autoreset_mode``.
+    :return: vector env with ``rewards float64 [N]`` (GenRL scores), ``infos["task_reward"]``, ``infos["genrl_score"]``.
+    """
+    from genrl_gym.wrappers.gym_reward import GenRLVectorReward
+
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    mfwm, prompt, task, camera_id, render_quality = _resolve(domain, prompt, model, task, camera_id, render_quality, device)
+    natural = _KITCHEN_STEPS if domain == "kitchen" else episode_frames // max(int(action_repeat), 1)
+
+    def factory(i: int) -> Callable[[], gym.Env[Any, Any]]:
+        build = _base_env_factory(domain, task, image_size=image_size, action_repeat=action_repeat,
+                                  episode_frames=episode_frames, camera_id=camera_id, render_quality=render_quality,
+                                  render_mode=render_mode, proprio=proprio, seed=None if seed is None else seed + i)
+
+        def thunk() -> gym.Env[Any, Any]:
+            env = build()
+            if max_episode_steps is not None and 0 < max_episode_steps < natural:
+                env = gym.wrappers.TimeLimit(env, max_episode_steps)
+            return env
+
+        return thunk
+
+    venv = gym.vector.SyncVectorEnv([factory(i) for i in range(num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode(autoreset_mode))
+    try:
+        return GenRLVectorReward(venv, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
+                                 device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
+    except BaseException:
+        venv.close()
+        raise
+
+
+register_envs()
