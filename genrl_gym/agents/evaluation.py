@@ -1,0 +1,107 @@
+"""True-task evaluation of any policy on GenRL's pixel environments (METHOD.md §9, reference §12).
+
+The score a GenRL policy is judged by is the domain's *true* reward, never the trajectory-matching score it was
+trained on: the return of an episode is the sum of ``info["task_reward"]`` over a :func:`~genrl_gym.envs.make_pixel_env`
+episode (1000 frames = 500 agent steps at action repeat 2, as the paper), and GenRL's normalised score is
+``(return - random) / (expert - random)`` with the task table's constants.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["evaluate_task_return"]
+
+_ENV_SETTINGS = ("image_size", "camera_id", "render_quality", "action_repeat")
+
+
+def _act_fn(agent_or_policy: Any, deterministic: bool) -> Callable[[dict[str, np.ndarray], Any, bool], tuple[np.ndarray, Any]]:
+    """Uniform ``act(obs, state, episode_start) -> (action [A], state)`` over SB3-style and plain callables."""
+    if hasattr(agent_or_policy, "predict"):
+        def act(obs: dict[str, np.ndarray], state: Any, start: bool) -> tuple[np.ndarray, Any]:
+            action, state = agent_or_policy.predict(obs, state=state, episode_start=np.array([start]),
+                                                    deterministic=deterministic)
+            return np.asarray(action, dtype=np.float32).reshape(-1), state
+        return act
+    if callable(agent_or_policy):
+        def call(obs: dict[str, np.ndarray], state: Any, start: bool) -> tuple[np.ndarray, Any]:
+            return np.asarray(agent_or_policy(obs), dtype=np.float32).reshape(-1), None
+        return call
+    raise TypeError(f"agent_or_policy must have .predict(obs, state, episode_start, deterministic) (an SB3 model or "
+                    f"GenRLAgent) or be a callable obs -> action; got {type(agent_or_policy).__name__}")
+
+
+def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episodes: int = 3,
+                         seeds: Sequence[int] | None = None, video_path: str | os.PathLike[str] | None = None,
+                         episode_frames: int = 1000, *, deterministic: bool = True,
+                         env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Episode returns of a policy under the task's true reward.
+
+    :param agent_or_policy: a :class:`~genrl_gym.agents.GenRLAgent`, any SB3 model (``predict`` with recurrent
+        ``state``/``episode_start``), or a callable ``obs dict -> action [A]``. It receives ``{"image": uint8 [S, S, 3]}``.
+    :param domain: e.g. ``"walker"``. :param task: e.g. ``"stand"`` (see ``genrl_gym.envs.TASKS``).
+    :param n_episodes: episodes when ``seeds`` is None (seeds ``0 .. n_episodes-1``).
+    :param seeds: one episode per seed (``env.reset(seed=s)``); overrides ``n_episodes``.
+    :param video_path: if given, the first episode's frames are written there (``.gif``/``.mp4``), atomically.
+    :param episode_frames: frames per episode (1000 = the paper's DMC episodes).
+    :param deterministic: passed to ``predict`` (GenRL evaluates the actor's mean).
+    :param env_kwargs: extra :func:`make_pixel_env` arguments. By default a GenRLAgent's world-model render settings
+        (image size, camera, render quality) are used, so that the model is fed what it was trained on.
+    :return: ``{"domain", "task", "seeds": [..], "returns": [..] (per seed), "mean", "std", "lengths" (agent steps),
+        "normalized": [..] | None, "normalized_mean": float | None, "random_score", "expert_score",
+        "episode_frames", "video_path": str | None}``. Normalised scores are given only for ``episode_frames == 1000``
+        (the table's constants are 1000-frame returns) and tasks that have constants.
+    """
+    import genrl_gym  # noqa: F401  (render guard before dm_control renders)
+    from genrl_gym.envs import get_task, make_pixel_env
+
+    spec = get_task(domain, task)
+    seeds = list(range(n_episodes)) if seeds is None else [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("evaluate_task_return needs at least one episode: n_episodes >= 1 or a non-empty seeds list")
+    kwargs: dict[str, Any] = {}
+    world_model = getattr(agent_or_policy, "world_model", None)
+    settings = getattr(world_model, "render_settings", None) or {}
+    kwargs.update({k: v for k, v in settings.items() if k in _ENV_SETTINGS and v is not None})
+    kwargs.update(env_kwargs or {})
+    act = _act_fn(agent_or_policy, deterministic)
+    env = make_pixel_env(domain, task, episode_frames=episode_frames, **kwargs)
+    returns, lengths, frames = [], [], []
+    try:
+        for i, seed in enumerate(seeds):
+            obs, _ = env.reset(seed=seed)
+            state, start, done, total, steps = None, True, False, 0.0, 0
+            if i == 0 and video_path is not None:
+                frames.append(obs["image"])
+            while not done:
+                action, state = act(obs, state, start)
+                obs, _, terminated, truncated, info = env.step(action)
+                total += float(info["task_reward"])
+                steps += 1
+                start, done = False, bool(terminated or truncated)
+                if i == 0 and video_path is not None:
+                    frames.append(obs["image"])
+            returns.append(total)
+            lengths.append(steps)
+    finally:
+        env.close()
+    written = None
+    if video_path is not None:
+        from genrl_gym.prompts import write_video
+
+        written = str(write_video(np.stack(frames).astype(np.uint8), Path(video_path)))
+    normalized = None
+    if episode_frames == 1000 and spec.random_score is not None and spec.expert_score is not None:
+        normalized = [spec.normalize(r) for r in returns]
+    return {
+        "domain": domain, "task": task, "seeds": seeds, "returns": returns, "mean": float(np.mean(returns)),
+        "std": float(np.std(returns)), "lengths": lengths, "normalized": normalized,
+        "normalized_mean": None if normalized is None else float(np.mean(normalized)),
+        "random_score": spec.random_score, "expert_score": spec.expert_score, "episode_frames": episode_frames,
+        "video_path": written,
+    }
