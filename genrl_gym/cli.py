@@ -1,0 +1,428 @@
+"""The ``genrl`` command: subcommands follow the data flow.
+
+``collect -> embed -> train-mfwm`` (or ``pipeline`` for all three, with expert data), then ``prompts``,
+``imagine``, ``train-agent``, ``train-sb3``, ``evaluate``, ``bench`` and ``demo``. Every command that produces
+something writes into one run folder (``--out``): its resolved configuration (``config.json``), TensorBoard logs
+(``tb/``) and its outputs. Long commands show progress bars and can be interrupted with Ctrl-C and run again with
+the same arguments to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from genrl_gym import _compat  # noqa: F401  (render/torch guard before anything renders)
+from genrl_gym.utils import GenRLError, atomic_write
+
+
+def _write_config(out: Path, command: str, args: argparse.Namespace, **extra: Any) -> None:
+    """Record the resolved command-line configuration of a run in ``<out>/config.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    cfg.update(command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
+    with atomic_write(out / "config.json", "w") as f:
+        json.dump(cfg, f, indent=2, default=str)
+
+
+def _positive(kind: type = int) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from e
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+# ---------------------------------------------------------------------------------------------------------- commands
+def cmd_collect(args: argparse.Namespace) -> int:
+    from genrl_gym.data import SB3Policy, collect
+    from genrl_gym.envs import get_task
+
+    get_task(args.domain, args.task)
+    policy: Any = "random"
+    if args.policy != "random":
+        policy = SB3Policy(_load_sb3_like(args.policy), obs_key=args.obs_key, noise_std=args.noise, seed=args.seed)
+    _write_config(args.out, "collect", args)
+    stats = collect(domain=args.domain, task=args.task, policy=policy, store=args.out, num_episodes=args.episodes,
+                    num_envs=args.envs, vectorization=args.vectorization, seed=args.seed,
+                    env_kwargs={"episode_frames": args.episode_frames, "render_quality": args.render_quality})
+    print(f"{args.out}: {stats.episodes_collected} new episodes ({stats.episodes_existing} already there), "
+          f"{stats.frames} frames at {stats.frames_per_second:.0f} frames/s")
+    return 0
+
+
+def _load_sb3_like(path: str) -> Any:
+    """An SB3 zip (any algorithm) or an expert stage written by ``genrl pipeline``."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"--policy {path}: no such file; pass 'random' or the path of an SB3 model zip")
+    if p.with_suffix(".vecnorm.pkl").exists():
+        from genrl_gym.training.experts import ExpertPolicy
+
+        return ExpertPolicy(p)
+    import stable_baselines3 as sb3
+
+    # An SB3 zip does not name its algorithm in a stable field: try the algorithms that fit continuous control.
+    for name in ("PPO", "SAC", "TD3", "A2C", "DDPG"):
+        try:
+            return getattr(sb3, name).load(str(p), device="cpu")
+        except Exception:  # noqa: BLE001  (try the next algorithm class)
+            continue
+    raise GenRLError(f"--policy {path}: not a Stable-Baselines3 PPO/SAC/TD3/A2C/DDPG model zip")
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from genrl_gym.data import EpisodeStore
+    from genrl_gym.data.embed import embed_store
+    from genrl_gym.vlm import load_vlm
+
+    store = EpisodeStore(args.data, create=False)
+    vlm = load_vlm(args.vlm, device=args.device)
+    n = embed_store(store, vlm, batch_size=args.batch_size, overwrite=args.overwrite)
+    print(f"{args.data}: embedded {n} episodes with {vlm.identity}")
+    return 0
+
+
+def cmd_train_mfwm(args: argparse.Namespace) -> int:
+    from genrl_gym.training.trainer import train_mfwm
+
+    _write_config(args.out, "train-mfwm", args)
+    model = train_mfwm(args.data, args.preset, out_dir=args.out, steps=args.steps, stages=args.stages,
+                       resume=not args.no_resume, seed=args.seed, device=args.device)
+    print(f"model: {Path(args.out) / 'mfwm.pt'} ({model.domain}, VLM {model.vlm_identity})")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from genrl_gym.training.experts import ExpertConfig
+    from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig(domain=args.domain, preset=args.preset, vlm=args.vlm, mfwm_steps=args.steps,
+                         tasks=tuple(args.tasks or ()), episodes_per_stage=args.episodes_per_stage,
+                         random_episodes=args.random_episodes, seed=args.seed, device=args.device,
+                         expert=ExpertConfig(total_steps=args.expert_steps, seed=args.seed))
+    _write_config(args.out, "pipeline", args)
+    run_pipeline(args.out, cfg, until=args.until)
+    print(f"pipeline finished up to '{args.until}': {args.out}")
+    return 0
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from genrl_gym import prompts
+
+    clips = prompts.list_examples(args.domain)
+    if not clips:
+        print(f"no prompt clips are shipped for {args.domain or 'any domain'} yet")
+        return 0
+    for (domain, task), path in sorted(clips.items()):
+        print(f"{domain:10s} {task:12s} {path}")
+    return 0
+
+
+def cmd_imagine(args: argparse.Namespace) -> int:
+    from genrl_gym.model_store import resolve_model
+    from genrl_gym.prompts import decode_target, target_from_prompt, write_video
+    from genrl_gym.vlm import load_vlm
+
+    model = resolve_model(args.model)
+    vlm = load_vlm(args.vlm) if args.vlm else None
+    target = target_from_prompt(model, _prompt_arg(args.prompt), vlm=vlm, horizon=args.horizon)
+    path = write_video(decode_target(model, target), args.out)
+    print(f"imagined '{target.prompt}' ({target.kind} prompt, {len(target.features)} steps): {path}")
+    return 0
+
+
+def _prompt_arg(prompt: str) -> str:
+    """Prompts are text, a video path, or ``domain/task`` naming a shipped clip."""
+    if not Path(prompt).exists() and "/" in prompt and not prompt.endswith((".gif", ".mp4", ".webm")):
+        domain, task = prompt.split("/", 1)
+        from genrl_gym.prompts import example
+
+        return str(example(domain, task))
+    return prompt
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    names = args.names or ["render", "collect", "vlm", "world_model", "reward", "agent"]
+    for name in names:
+        mod = importlib.import_module(f"benchmarks.bench_{name}")
+        print(f"== bench {name}")
+        mod.main()
+    return 0
+
+
+def cmd_train_agent(args: argparse.Namespace) -> int:
+    from genrl_gym.agents import GenRLAgent
+
+    _write_config(args.out, "train-agent", args)
+    store = None
+    if args.start == "offline":
+        if args.data is None:
+            raise ValueError("--start offline needs --data <episode store> (or use --start data_free)")
+        from genrl_gym.data import EpisodeStore
+
+        store = EpisodeStore(args.data, create=False)
+    agent = GenRLAgent(args.model, _prompt_arg(args.prompt), vlm=args.vlm, preset=args.preset, start=args.start,
+                       store=store, seed=args.seed, device=args.device, tensorboard_log=str(args.out / "tb"), verbose=1)
+    agent.learn(total_timesteps=args.steps, progress_bar=True)
+    path = agent.save(args.out / "agent.zip")
+    print(f"agent: {path}")
+    if args.eval_episodes:
+        return _evaluate(agent, agent.world_model.domain, args.task, args.eval_episodes, args.out / "rollout.gif")
+    return 0
+
+
+def cmd_train_sb3(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+
+    import genrl_gym  # noqa: F401  (registers GenRL/<Domain>-v0)
+    from genrl_gym.wrappers import GenRLLogCallback
+
+    algo = getattr(sb3, args.algo, None)
+    if algo is None:
+        raise ValueError(f"--algo {args.algo}: not a Stable-Baselines3 algorithm (e.g. SAC, PPO, TD3, A2C)")
+    _write_config(args.out, "train-sb3", args)
+    env_id = f"GenRL/{args.domain.capitalize()}-v0"
+    env = gym.make(env_id, prompt=_prompt_arg(args.prompt), model=args.model, task=args.task, proprio=args.proprio)
+    if args.proprio:
+        env = gym.wrappers.FilterObservation(env, ["proprio"])
+    model = algo("MultiInputPolicy", env, seed=args.seed, tensorboard_log=str(args.out / "tb"), verbose=1,
+                 **({"buffer_size": 100_000} if args.algo in ("SAC", "TD3", "DDPG") else {}))
+    model.learn(total_timesteps=args.steps, callback=GenRLLogCallback(), progress_bar=True)
+    model.save(args.out / "model.zip")
+    print(f"model: {args.out / 'model.zip'}")
+    if args.eval_episodes and not args.proprio:
+        return _evaluate(model, args.domain, args.task, args.eval_episodes, args.out / "rollout.gif")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _write_config(args.out, "evaluate", args)
+    if args.agent == "random":
+        import numpy as np
+
+        from genrl_gym.envs import make_pixel_env
+
+        env = make_pixel_env(args.domain, args.task)
+        rng = np.random.default_rng(args.seed)
+        policy: Any = lambda obs: rng.uniform(-1, 1, env.action_space.shape).astype("float32")  # noqa: E731
+        env.close()
+    elif Path(args.agent).exists():
+        policy = _load_agent(args.agent)
+    else:
+        raise FileNotFoundError(f"--agent {args.agent}: no such file; pass a GenRLAgent/SB3 zip or 'random'")
+    return _evaluate(policy, args.domain, args.task, args.episodes, args.out / "rollout.gif", seed=args.seed,
+                     prompt=args.prompt, model=args.model, out=args.out, episode_frames=args.episode_frames)
+
+
+def _load_agent(path: str) -> Any:
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        if "genrl_agent.json" in z.namelist():
+            from genrl_gym.agents import GenRLAgent
+
+            return GenRLAgent.load(path)
+    return _load_sb3_like(path)
+
+
+def _evaluate(policy: Any, domain: str, task: str, episodes: int, video: Path, *, seed: int = 0,
+              prompt: str | None = None, model: str | None = None, out: Path | None = None,
+              episode_frames: int = 1000) -> int:
+    from genrl_gym.agents import evaluate_task_return
+
+    seeds = list(range(seed, seed + episodes))
+    ev = evaluate_task_return(policy, domain, task, seeds=seeds, video_path=video, episode_frames=episode_frames)
+    norm = ev["normalized_mean"]
+    print(f"{domain} {task}: true return {ev['mean']:.1f} +- {ev['std']:.1f} over seeds {seeds}"
+          + ("" if norm is None else f", normalised {norm:.3f}") + f"; rollout video {ev['video_path']}")
+    if prompt is not None:
+        score = _genrl_score(policy, domain, task, prompt, model, seeds, episode_frames)
+        ev["genrl_score_mean"] = score
+        print(f"GenRL score of prompt {prompt!r}: {score:.3f} per step")
+    if out is not None:
+        with atomic_write(out / "evaluation.json", "w") as f:
+            json.dump(ev, f, indent=2, default=str)
+    return 0
+
+
+def _genrl_score(policy: Any, domain: str, task: str, prompt: str, model: str | None, seeds: list[int],
+                 episode_frames: int = 1000) -> float:
+    """Mean per-step GenRL score of ``policy`` on ``GenRL/<Domain>-v0`` with ``prompt`` (SB3 ``evaluate_policy``)."""
+    import gymnasium as gym
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    import genrl_gym  # noqa: F401
+
+    env = gym.make(f"GenRL/{domain.capitalize()}-v0", prompt=_prompt_arg(prompt), model=model or domain, task=task,
+                   episode_frames=episode_frames)
+    if not hasattr(policy, "predict"):
+        raise ValueError("the GenRL score needs a policy with predict() (a GenRLAgent or SB3 model)")
+    env.reset(seed=seeds[0])
+    rewards, lengths = evaluate_policy(policy, env, n_eval_episodes=len(seeds), deterministic=True, return_episode_rewards=True)
+    env.close()
+    return float(sum(rewards) / max(sum(lengths), 1))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from genrl_gym.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(domain=args.domain, task=args.task, out=str(args.out), prompt=args.prompt, model=args.model,
+                     agent_seconds=args.agent_seconds, sb3_seconds=args.sb3_seconds, seeds=tuple(args.seeds),
+                     episode_frames=args.episode_frames, seed=args.seed)
+    run_demo(cfg)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    """The ``genrl`` argument parser (one subparser per command)."""
+    p = argparse.ArgumentParser(prog="genrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        sp.set_defaults(func=func)
+        return sp
+
+    c = add("collect", cmd_collect, "Collect pixel episodes of a task into an episode store (resumable).")
+    c.add_argument("--domain", required=True, help="walker, cheetah, quadruped or stickman")
+    c.add_argument("--task", required=True, help="a task of the domain (see genrl_gym.envs.TASKS)")
+    c.add_argument("--out", type=Path, required=True, help="episode store folder (created; resumes if it exists)")
+    c.add_argument("--episodes", type=_positive(), default=10, help="episodes of this source the store should hold")
+    c.add_argument("--envs", type=_positive(), default=1, help="parallel environments")
+    c.add_argument("--vectorization", choices=["sync", "async"], default="sync",
+                   help="async = one worker process per environment")
+    c.add_argument("--policy", default="random", help="'random' or the path of an SB3 model zip")
+    c.add_argument("--obs-key", default="proprio", help="what the SB3 policy reads: proprio or image")
+    c.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise added to policy actions")
+    c.add_argument("--episode-frames", type=_positive(), default=1000, help="physics frames per episode")
+    c.add_argument("--render-quality", choices=["fast", "default"], default="fast", help="renderer settings")
+    c.add_argument("--seed", type=int, default=0)
+
+    e = add("embed", cmd_embed, "Embed every 8-frame window of an episode store with a VLM (resumable).")
+    e.add_argument("--data", type=Path, required=True, help="episode store folder")
+    e.add_argument("--vlm", default="video-only", help="VLM spec: video-only (offline default) or "
+                   "open_clip:<arch>:<pretrained tag or weights file>")
+    e.add_argument("--batch-size", type=_positive(), default=64, help="windows per VLM call")
+    e.add_argument("--overwrite", action="store_true", help="re-embed (also replaces another VLM's embeddings)")
+    e.add_argument("--device", default="cpu")
+
+    t = add("train-mfwm", cmd_train_mfwm, "Train a multimodal-foundation world model on an embedded store.")
+    t.add_argument("--data", type=Path, required=True, help="embedded episode store")
+    t.add_argument("--out", type=Path, required=True, help="run folder: config.json, checkpoint.pt, mfwm.pt, tb/")
+    t.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "small", "paper"], help="model size preset")
+    t.add_argument("--steps", type=_positive(), default=None, help="updates (default: the preset's)")
+    t.add_argument("--stages", default="joint", choices=["joint", "wm", "connector"])
+    t.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+    pl = add("pipeline", cmd_pipeline, "Experts -> collect -> embed -> train-mfwm -> prompt clips for one domain.")
+    pl.add_argument("--domain", default="walker")
+    pl.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
+    pl.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "small", "paper"])
+    pl.add_argument("--vlm", default="video-only", help="VLM spec; open_clip:ViT-B-32:<weights> gives text prompts")
+    pl.add_argument("--tasks", nargs="*", help="tasks with expert data (default: the in-distribution tasks)")
+    pl.add_argument("--steps", type=_positive(), default=20_000, help="world-model updates")
+    pl.add_argument("--expert-steps", type=_positive(), default=1_000_000, help="PPO steps per task expert")
+    pl.add_argument("--episodes-per-stage", type=_positive(), default=6)
+    pl.add_argument("--random-episodes", type=int, default=24)
+    pl.add_argument("--until", default="clips", choices=["experts", "collect", "embed", "train", "clips"])
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--device", default=None)
+
+    pr = add("prompts", cmd_prompts, "List the shipped in-domain prompt clips.")
+    pr.add_argument("--domain", default=None)
+
+    im = add("imagine", cmd_imagine, "Decode a prompt's target trajectory to a GIF/MP4: what the model thinks it means.")
+    im.add_argument("--model", default="walker", help="checkpoint path or model name (GENRL_HOME or shipped)")
+    im.add_argument("--prompt", required=True, help="text, a video file, or domain/task for a shipped clip")
+    im.add_argument("--out", type=Path, default=Path("imagined.gif"), help=".gif or .mp4")
+    im.add_argument("--vlm", default=None, help="VLM spec (default: the model's own)")
+    im.add_argument("--horizon", type=_positive(), default=16)
+
+
+    ta = add("train-agent", cmd_train_agent, "Train GenRLAgent in the world model's imagination from a prompt.")
+    ta.add_argument("--model", default="walker", help="checkpoint path or model name (GENRL_HOME or shipped)")
+    ta.add_argument("--prompt", required=True, help="text, a video file, or domain/task for a shipped clip")
+    ta.add_argument("--out", type=Path, required=True, help="run folder: agent.zip, config.json, tb/")
+    ta.add_argument("--steps", type=_positive(), default=5000, help="behaviour updates")
+    ta.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
+    ta.add_argument("--start", default="data_free", choices=["data_free", "offline"], help="imagination start states")
+    ta.add_argument("--data", type=Path, default=None, help="episode store for --start offline")
+    ta.add_argument("--vlm", default=None, help="VLM spec for the prompt (default: the model's)")
+    ta.add_argument("--task", default="stand", help="task whose true reward --eval-episodes reports")
+    ta.add_argument("--eval-episodes", type=int, default=0, help="evaluate on the true reward after training")
+    ta.add_argument("--seed", type=int, default=0)
+    ta.add_argument("--device", default="auto")
+
+    ts = add("train-sb3", cmd_train_sb3, "Train any SB3 algorithm on the GenRL reward of GenRL/<Domain>-v0.")
+    ts.add_argument("--algo", default="SAC", help="SB3 algorithm class: SAC, PPO, TD3, A2C ...")
+    ts.add_argument("--domain", default="walker")
+    ts.add_argument("--task", default="stand", help="true reward reported in info['task_reward']")
+    ts.add_argument("--model", default="walker", help="checkpoint path or model name")
+    ts.add_argument("--prompt", required=True, help="text, a video file, or domain/task for a shipped clip")
+    ts.add_argument("--out", type=Path, required=True)
+    ts.add_argument("--steps", type=_positive(), default=20_000, help="environment steps")
+    ts.add_argument("--proprio", action="store_true", help="policy reads proprioception (reward still from pixels)")
+    ts.add_argument("--eval-episodes", type=int, default=0)
+    ts.add_argument("--seed", type=int, default=0)
+
+    ev = add("evaluate", cmd_evaluate, "True task return (and optionally the GenRL score) of a trained policy.")
+    ev.add_argument("--agent", required=True, help="GenRLAgent zip, SB3 zip, or 'random'")
+    ev.add_argument("--domain", default="walker")
+    ev.add_argument("--task", default="stand")
+    ev.add_argument("--episodes", type=_positive(), default=3, help="one episode per seed")
+    ev.add_argument("--prompt", default=None, help="also report the GenRL score of this prompt")
+    ev.add_argument("--model", default=None, help="model for --prompt (default: the domain's)")
+    ev.add_argument("--episode-frames", type=_positive(), default=1000, help="frames per episode (1000: the paper's)")
+    ev.add_argument("--out", type=Path, default=Path("runs/evaluate"))
+    ev.add_argument("--seed", type=int, default=0)
+
+    d = add("demo", cmd_demo, "The main job: prompt -> imagined GIF -> GenRLAgent vs SAC vs random on the true reward.")
+    d.add_argument("--domain", default="walker")
+    d.add_argument("--task", default="stand")
+    d.add_argument("--out", type=Path, default=Path("runs/demo"))
+    d.add_argument("--prompt", default=None, help="default: text if the model has language, else the shipped clip")
+    d.add_argument("--model", default=None, help="default: the domain's shipped model")
+    d.add_argument("--agent-seconds", type=float, default=240.0, help="wall-time budget of GenRLAgent training")
+    d.add_argument("--sb3-seconds", type=float, default=None, help="wall-time budget of SAC (default: the agent's)")
+    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    d.add_argument("--episode-frames", type=_positive(), default=1000)
+    d.add_argument("--seed", type=int, default=0)
+
+    b = add("bench", cmd_bench, "Run benchmarks (results in benchmarks/results/).")
+    b.add_argument("names", nargs="*", help="render collect vlm world_model reward agent (default: all)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``genrl`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    except (GenRLError, ValueError, FileNotFoundError) as e:
+        print(f"genrl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
