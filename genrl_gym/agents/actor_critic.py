@@ -212,7 +212,11 @@ def lambda_returns(rewards: Tensor, values: Tensor, discount: float = 0.99, lamb
 
 
 def step_weights(length: int, discount: float = 0.99, device: torch.device | str = "cpu") -> Tensor:
-    """Loss weights ``w_t = discount^t`` for ``t = 0 .. length-1`` -> ``[length]``."""
+    """Loss weights ``w_t = discount^t`` for ``t = 0 .. length-1`` -> ``[length]``.
+
+    This follows METHOD.md §8 and the reference digest's table. The reference *code* builds its weights from all-ones
+    continue flags before applying the discount, so its effective weights are 1; ``discount=1.0`` reproduces that.
+    """
     return discount ** torch.arange(length, device=device, dtype=torch.float32)
 
 
