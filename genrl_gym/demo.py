@@ -45,6 +45,11 @@ class DemoConfig:
     episode_frames: int = 1000
     agent_preset: str = "small"
     seed: int = 0
+    tiny_episodes: int = 8
+    """Random episodes for the tiny on-the-spot model (only when no model is shipped or given)."""
+    tiny_episode_frames: int = 200
+    tiny_steps: int = 300
+    """World-model updates of the tiny on-the-spot model."""
 
 
 class _TimeBudget:
@@ -99,7 +104,8 @@ def resolve_demo_model(cfg: DemoConfig, out: Path, log: Any = print) -> tuple[An
         log(f"No {cfg.domain} model is shipped with this version ({type(e).__name__}).")
         log("Building a TINY world model from random episodes on the spot: this shows the whole data flow in a few "
             "minutes, NOT meaningful behaviour. Real models come from `genrl pipeline` (hours on CPU).")
-        return build_tiny_model(cfg, out / "tiny-model"), "built", {"model": str(out / "tiny-model" / "mfwm" / "mfwm.pt")}
+        return build_tiny_model(cfg, out / "tiny-model", episodes=cfg.tiny_episodes,
+                                episode_frames=cfg.tiny_episode_frames, steps=cfg.tiny_steps), "built", {"model": str(out / "tiny-model" / "mfwm" / "mfwm.pt")}
 
 
 def build_tiny_model(cfg: DemoConfig, out: Path, *, episodes: int = 8, episode_frames: int = 200,
