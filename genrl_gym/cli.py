@@ -287,6 +287,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from genrl_gym.training.export import export_model
+
+    path = export_model(args.run, args.domain, args.dest, half=not args.fp32, max_mb=args.max_mb)
+    info = json.loads((path.parent / "model.json").read_text())
+    print(f"exported {args.run} -> {path} ({info['size_bytes'] / 1e6:.1f} MB, {info['weights_dtype']}, "
+          f"{len(info['prompts'])} prompt clips in {path.parent / 'prompts'})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from genrl_gym.training.report import model_report
+
+    result = model_report(args.model or args.run, args.heldout, args.out, tasks=args.tasks, seed=args.seed,
+                          run_dir=args.run)
+    d = result["discrimination"]
+    print(f"report: {Path(args.out) / 'REPORT.md'}; discrimination rows passing: "
+          f"{sum(d['row_check'].values())}/{len(d['tasks'])} ({', '.join(f'{k}: {v}' for k, v in d['row_check'].items())})")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``genrl`` argument parser (one subparser per command)."""
@@ -404,6 +425,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     d.add_argument("--episode-frames", type=_positive(), default=1000)
     d.add_argument("--seed", type=int, default=0)
+
+    ex = add("export", cmd_export, "Ship a pipeline run's model: fp16 model.pt + prompt clips + model.json into a folder.")
+    ex.add_argument("--run", type=Path, required=True, help="`genrl pipeline --out` folder (mfwm/, clips/, recipe.json)")
+    ex.add_argument("--domain", required=True, help="the model's domain (checked against the checkpoint)")
+    ex.add_argument("--dest", type=Path, default=None, help="output folder (default: genrl_gym/pretrained/<domain>)")
+    ex.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16)")
+    ex.add_argument("--max-mb", type=_positive(float), default=25.0, help="refuse a model.pt larger than this (MB)")
+
+    rp = add("report", cmd_report, "Quality report of a world model: curves, reconstructions, prompts, discrimination.")
+    rp.add_argument("--run", type=Path, required=True, help="`genrl pipeline --out` folder (TensorBoard logs, clips, heldout)")
+    rp.add_argument("--out", type=Path, required=True, help="folder for REPORT.md, report.json and the PNGs")
+    rp.add_argument("--model", type=Path, default=None, help="model to report on (default: the run's mfwm/mfwm.pt; an "
+                    "exported folder uses its own prompts/)")
+    rp.add_argument("--heldout", type=Path, default=None, help="held-out episode store (default: <run>/heldout)")
+    rp.add_argument("--tasks", nargs="*", default=None, help="tasks (default: those with prompt clips)")
+    rp.add_argument("--seed", type=int, default=0, help="connector seed of the prompt targets (0: the envs')")
 
     b = add("bench", cmd_bench, "Run benchmarks (results in benchmarks/results/).")
     b.add_argument("names", nargs="*", help="render collect vlm world_model reward agent (default: all)")
