@@ -35,7 +35,7 @@ from torch.distributions import Independent, Normal, OneHotCategorical
 import genrl_gym  # noqa: F401  (torch guard)
 from benchmarks._machine import write_results
 from genrl_gym.agents import GenRLAgent
-from genrl_gym.models import MFWM, State, preset
+from genrl_gym.models import MFWM, preset
 from genrl_gym.prompts import TargetTrajectory
 from genrl_gym.reward import trajectory_match
 

@@ -272,7 +272,8 @@ def _genrl_score(policy: Any, domain: str, task: str, prompt: str, model: str | 
     if not hasattr(policy, "predict"):
         raise ValueError("the GenRL score needs a policy with predict() (a GenRLAgent or SB3 model)")
     env.reset(seed=seeds[0])
-    rewards, lengths = evaluate_policy(policy, env, n_eval_episodes=len(seeds), deterministic=True, return_episode_rewards=True)
+    rewards, lengths = evaluate_policy(policy, env, n_eval_episodes=len(seeds), deterministic=True,
+                                       return_episode_rewards=True)
     env.close()
     return float(sum(rewards) / max(sum(lengths), 1))
 

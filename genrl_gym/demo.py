@@ -105,7 +105,8 @@ def resolve_demo_model(cfg: DemoConfig, out: Path, log: Any = print) -> tuple[An
         log("Building a TINY world model from random episodes on the spot: this shows the whole data flow in a few "
             "minutes, NOT meaningful behaviour. Real models come from `genrl pipeline` (hours on CPU).")
         return build_tiny_model(cfg, out / "tiny-model", episodes=cfg.tiny_episodes,
-                                episode_frames=cfg.tiny_episode_frames, steps=cfg.tiny_steps), "built", {"model": str(out / "tiny-model" / "mfwm" / "mfwm.pt")}
+                                episode_frames=cfg.tiny_episode_frames, steps=cfg.tiny_steps), "built", \
+            {"model": str(out / "tiny-model" / "mfwm" / "mfwm.pt")}
 
 
 def build_tiny_model(cfg: DemoConfig, out: Path, *, episodes: int = 8, episode_frames: int = 200,

@@ -142,7 +142,7 @@ def trajectory_match(features: Tensor, target: Tensor, *, score_kind: ScoreKind 
 
 
 def _gather_time(x: Tensor, index: Tensor, batched: bool) -> Tensor:
-    """Pick ``x[index[t, b]]`` (shared ``[Tt, ...]``) or ``x[index[t, b], b]`` (per-trajectory ``[Tt, B, ...]``) -> ``[T, B, ...]``."""
+    """``x[index[t, b]]`` (shared ``[Tt, ...]``) or ``x[index[t, b], b]`` (``[Tt, B, ...]``) -> ``[T, B, ...]``."""
     if not batched:
         return x[index]
     return x[index, torch.arange(index.shape[1], device=x.device)[None]]

@@ -15,30 +15,22 @@ from gymnasium import spaces
 import genrl_gym  # noqa: F401  (render guard first)
 from genrl_gym.envs import make_pixel_env
 from genrl_gym.model_store import resolve_model
-from genrl_gym.models import MFWM, preset
+from genrl_gym.models import MFWM
 from genrl_gym.prompts import target_from_prompt, write_video
 from genrl_gym.reward import trajectory_match
 from genrl_gym.utils import CheckpointError, PromptError
-from genrl_gym.vlm import load_vlm
 from genrl_gym.wrappers import GenRLReward, GenRLVectorReward, LatentRewardScorer
+from helpers import save_random_clip, save_tiny_model
 
 STEPS = 24  # > history (17): the window fills and then slides
-
-
-def _tiny(path: Path, domain: str, action_dim: int, seed: int = 0) -> Path:
-    """A randomly initialised tiny MFWM with the offline video-only VLM, saved at ``path``."""
-    torch.manual_seed(seed)
-    MFWM(preset("tiny", action_dim=action_dim), domain=domain, vlm_identity=load_vlm("video-only").identity,
-         render_settings={"image_size": 64, "render_quality": "fast"}).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("genrl_reward")
-    rng = np.random.default_rng(0)
-    write_video(rng.integers(0, 256, (12, 64, 64, 3), dtype=np.uint8), root / "prompt.gif")
-    return {"walker": _tiny(root / "walker.pt", "walker", 6), "cheetah": _tiny(root / "cheetah.pt", "cheetah", 6),
+    save_random_clip(root / "prompt.gif", 12)
+    return {"walker": save_tiny_model(root / "walker.pt", "walker"),
+            "cheetah": save_tiny_model(root / "cheetah.pt", "cheetah"),
             "prompt": root / "prompt.gif", "root": root}
 
 

@@ -12,15 +12,9 @@ import torch
 import genrl_gym  # noqa: F401  (render guard first)
 from genrl_gym import model_store
 from genrl_gym.model_store import clear_model_cache, genrl_home, resolve_model, resolve_model_path
-from genrl_gym.models import MFWM, preset
+from genrl_gym.models import MFWM
 from genrl_gym.utils import CheckpointError
-
-
-def _tiny(path: Path, domain: str = "walker", seed: int = 0) -> Path:
-    """A randomly initialised tiny MFWM saved at ``path`` (never a shipped model)."""
-    torch.manual_seed(seed)
-    MFWM(preset("tiny", action_dim=6), domain=domain).save(path)
-    return path
+from helpers import save_tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -41,13 +35,13 @@ def test_genrl_home_default_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_path_loads_and_is_cached(tmp_path: Path) -> None:
-    path = _tiny(tmp_path / "m.pt")
+    path = save_tiny_model(tmp_path / "m.pt")
     a = resolve_model(path)
     b = resolve_model(str(path))
     assert isinstance(a, MFWM) and a is b and not a.training
     assert model_store.model_cache_info() == [str(path.resolve())]
     # a rewritten checkpoint (new mtime/size key) is reloaded, and the stale entry dropped
-    _tiny(tmp_path / "m.pt", seed=1)
+    save_tiny_model(tmp_path / "m.pt", seed=1)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     c = resolve_model(path)
     assert c is not a
@@ -58,12 +52,12 @@ def test_path_loads_and_is_cached(tmp_path: Path) -> None:
 def test_directory_path(tmp_path: Path) -> None:
     d = tmp_path / "run"
     d.mkdir()
-    _tiny(d / "model.pt")
+    save_tiny_model(d / "model.pt")
     assert resolve_model_path(d) == ((d / "model.pt").resolve(), "path")
-    _tiny(d / "other.pt")  # model.pt still wins
+    save_tiny_model(d / "other.pt")  # model.pt still wins
     assert resolve_model_path(d)[0].name == "model.pt"
     (d / "model.pt").unlink()
-    _tiny(d / "third.pt")
+    save_tiny_model(d / "third.pt")
     with pytest.raises(CheckpointError, match="several checkpoints"):
         resolve_model_path(d)
 
@@ -71,9 +65,9 @@ def test_directory_path(tmp_path: Path) -> None:
 def test_name_from_store_file_and_dir(_isolated_store: Path, caplog: pytest.LogCaptureFixture) -> None:
     models = _isolated_store / "models"
     models.mkdir(parents=True)
-    _tiny(models / "walker.pt")
+    save_tiny_model(models / "walker.pt")
     (models / "cheetah").mkdir()
-    _tiny(models / "cheetah" / "model.pt", domain="cheetah")
+    save_tiny_model(models / "cheetah" / "model.pt", domain="cheetah")
     with caplog.at_level(logging.INFO, logger="genrl_gym.model_store"):
         assert resolve_model("walker", domain="walker").domain == "walker"
     assert "local store" in caplog.text and "walker.pt" in caplog.text
@@ -84,14 +78,14 @@ def test_name_from_store_file_and_dir(_isolated_store: Path, caplog: pytest.LogC
 def test_name_from_shipped_and_store_shadows(tmp_path: Path, _isolated_store: Path, caplog: pytest.LogCaptureFixture) -> None:
     shipped = tmp_path / "pretrained" / "walker"
     shipped.mkdir(parents=True)
-    _tiny(shipped / "model.pt")
+    save_tiny_model(shipped / "model.pt")
     with caplog.at_level(logging.INFO, logger="genrl_gym.model_store"):
         path, source = resolve_model_path("walker")
         resolve_model("walker")
     assert source == "pretrained" and path == (shipped / "model.pt").resolve()
     assert "shipped pretrained" in caplog.text
     (_isolated_store / "models").mkdir(parents=True)
-    _tiny(_isolated_store / "models" / "walker.pt", seed=3)
+    save_tiny_model(_isolated_store / "models" / "walker.pt", seed=3)
     assert resolve_model_path("walker")[1] == "store"
 
 
@@ -113,7 +107,7 @@ def test_missing_path_is_file_not_found(tmp_path: Path) -> None:
 
 
 def test_domain_mismatch(tmp_path: Path) -> None:
-    path = _tiny(tmp_path / "cheetah.pt", domain="cheetah")
+    path = save_tiny_model(tmp_path / "cheetah.pt", domain="cheetah")
     with pytest.raises(CheckpointError, match="'cheetah' domain and cannot score 'walker'"):
         resolve_model(path, domain="walker")
     model = resolve_model(path, domain="cheetah")

@@ -12,35 +12,22 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 
 import genrl_gym  # noqa: F401  (registers the ids; render guard)
 from genrl_gym import model_store
-from genrl_gym.models import MFWM, preset
-from genrl_gym.prompts import write_video
 from genrl_gym.registration import ENV_IDS, make_genrl_env
 from genrl_gym.utils import CheckpointError, PromptError
-from genrl_gym.vlm import load_vlm
+from helpers import save_random_clip, save_tiny_model
 
-ACTION_DIMS = {"walker": 6, "cheetah": 6, "quadruped": 12, "stickman": 10, "kitchen": 9}
 DMC_IDS = [i for i, d in ENV_IDS.items() if d != "kitchen"]
-
-
-def _tiny(path: Path, domain: str, seed: int = 0) -> Path:
-    """A randomly initialised tiny MFWM of ``domain`` with the offline video-only VLM, saved at ``path``."""
-    torch.manual_seed(seed)
-    MFWM(preset("tiny", action_dim=ACTION_DIMS[domain]), domain=domain, vlm_identity=load_vlm("video-only").identity,
-         render_settings={"image_size": 64, "render_quality": "fast"}).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("genrl_registration")
-    rng = np.random.default_rng(0)
-    write_video(rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8), root / "prompt.gif")
-    out = {d: _tiny(root / f"{d}.pt", d) for d in ENV_IDS.values()}
+    save_random_clip(root / "prompt.gif", 10)
+    out = {d: save_tiny_model(root / f"{d}.pt", d) for d in ENV_IDS.values()}
     out["prompt"] = root / "prompt.gif"
     return out
 
@@ -162,7 +149,7 @@ def test_episode_length_and_max_episode_steps(assets: dict[str, Path]) -> None:
 def test_defaults_model_name_task_and_render(assets: dict[str, Path], tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "models").mkdir()
-    _tiny(tmp_path / "models" / "walker.pt", "walker", seed=1)
+    save_tiny_model(tmp_path / "models" / "walker.pt", "walker", seed=1)
     monkeypatch.setenv("GENRL_HOME", str(tmp_path))
     env = gym.make("GenRL/Walker-v0", prompt=str(assets["prompt"]), render_mode="rgb_array", episode_frames=20)
     assert env.unwrapped.task_spec.task == "stand"  # the task table's first walker task

@@ -11,7 +11,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -22,31 +21,19 @@ from stable_baselines3.common.vec_env import VecEnv
 
 import genrl_gym  # noqa: F401  (registers the ids; render guard)
 from genrl_gym.envs import make_pixel_env
-from genrl_gym.models import MFWM, preset
-from genrl_gym.prompts import write_video
 from genrl_gym.registration import ENV_IDS
-from genrl_gym.vlm import load_vlm
 from genrl_gym.wrappers import GenRLLogCallback, VecGenRLReward
+from helpers import ACTION_DIMS, save_random_clip, save_tiny_model
 
-ACTION_DIMS = {"walker": 6, "cheetah": 6, "quadruped": 12, "stickman": 10, "kitchen": 9}
 EPISODE_FRAMES = 64  # 32-step episodes: 256 steps on 2 envs finish several episodes
 TIMESTEPS = 256
-
-
-def _tiny(path: Path, domain: str) -> Path:
-    """A randomly initialised tiny MFWM with the offline video-only VLM, saved at ``path``."""
-    torch.manual_seed(0)
-    MFWM(preset("tiny", action_dim=ACTION_DIMS[domain]), domain=domain, vlm_identity=load_vlm("video-only").identity,
-         render_settings={"image_size": 64, "render_quality": "fast"}).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("genrl_sb3")
-    rng = np.random.default_rng(0)
-    write_video(rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8), root / "prompt.gif")
-    out = {d: _tiny(root / f"{d}.pt", d) for d in ACTION_DIMS}
+    save_random_clip(root / "prompt.gif", 10)
+    out = {d: save_tiny_model(root / f"{d}.pt", d) for d in ACTION_DIMS}
     out["prompt"] = root / "prompt.gif"
     return out
 

@@ -9,35 +9,24 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecTransposeImage
 
 import genrl_gym  # noqa: F401  (render guard first)
 from genrl_gym.envs import make_pixel_env
-from genrl_gym.models import MFWM, preset
-from genrl_gym.prompts import write_video
 from genrl_gym.utils import CheckpointError
-from genrl_gym.vlm import load_vlm
 from genrl_gym.wrappers import GenRLReward, VecGenRLReward
+from helpers import save_random_clip, save_tiny_model
 
 EPISODE_FRAMES = 8  # 4 agent steps per episode: every test crosses episode boundaries
-
-
-def _tiny(path: Path, domain: str, seed: int = 0) -> Path:
-    """A randomly initialised tiny MFWM with the offline video-only VLM, saved at ``path``."""
-    torch.manual_seed(seed)
-    MFWM(preset("tiny", action_dim=6), domain=domain, vlm_identity=load_vlm("video-only").identity,
-         render_settings={"image_size": 64, "render_quality": "fast"}).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("genrl_vec")
-    rng = np.random.default_rng(0)
-    write_video(rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8), root / "prompt.gif")
-    return {"walker": _tiny(root / "walker.pt", "walker"), "cheetah": _tiny(root / "cheetah.pt", "cheetah"),
+    save_random_clip(root / "prompt.gif", 9)
+    return {"walker": save_tiny_model(root / "walker.pt", "walker"),
+            "cheetah": save_tiny_model(root / "cheetah.pt", "cheetah"),
             "prompt": root / "prompt.gif"}
 
 

@@ -1,0 +1,31 @@
+"""Shared test builders: tiny random-weight world models and prompt clips (tests never use shipped models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: Action sizes of the domains (the tiny model must match the env it scores).
+ACTION_DIMS = {"walker": 6, "cheetah": 6, "quadruped": 12, "stickman": 10, "kitchen": 9}
+
+
+def save_tiny_model(path: Path, domain: str = "walker", seed: int = 0) -> Path:
+    """A randomly initialised ``tiny`` MFWM of ``domain`` with the offline video-only VLM, saved at ``path``."""
+    from genrl_gym.models import MFWM, preset
+    from genrl_gym.vlm import load_vlm
+
+    torch.manual_seed(seed)
+    MFWM(preset("tiny", action_dim=ACTION_DIMS[domain]), domain=domain, vlm_identity=load_vlm("video-only").identity,
+         render_settings={"image_size": 64, "render_quality": "fast"}).save(path)
+    return path
+
+
+def save_random_clip(path: Path, frames: int, seed: int = 0) -> Path:
+    """A GIF of ``frames`` random 64x64 frames (a valid video prompt with no meaning)."""
+    from genrl_gym.prompts import write_video
+
+    rng = np.random.default_rng(seed)
+    write_video(rng.integers(0, 256, (frames, 64, 64, 3), dtype=np.uint8), path)
+    return path
