@@ -184,9 +184,12 @@ def embed_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | Tens
     vlm = _resolve_vlm(model, vlm)
     if kind == "text":
         if not getattr(vlm, "has_language", False):
-            raise PromptError(f"VLM {_identity_str(identity_dict(vlm))} has no language weights (video only), so text "
-                              "prompts cannot be embedded: use a video prompt, or a model trained with a text-capable "
-                              "VLM (e.g. 'open_clip:ViT-B-32:<weights>')")
+            raise PromptError(f"text prompt {payload!r}: the model's VLM {_identity_str(identity_dict(vlm))} has no "
+                              "language weights (video only), so text cannot be embedded. Use a video prompt (e.g. "
+                              f"genrl_gym.prompts.example({model.domain!r}, 'stand'); `genrl prompts` lists the shipped "
+                              "clips), or build a text-capable model with real open_clip weights: `genrl pipeline "
+                              f"--domain {model.domain} --vlm open_clip:ViT-B-32:/path/to/open_clip_weights.bin` (or a "
+                              "pretrained tag present in the local hub cache).")
         e = vlm.embed_text([payload])
     else:
         frames = read_video(payload) if isinstance(payload, Path) else payload

@@ -101,8 +101,9 @@ def test_text_prompt_errors(clip_vlm, video_vlm) -> None:  # noqa: ANN001
     video_model = model_for(video_vlm)
     with pytest.raises(PromptError, match="no language weights"):
         target_from_prompt(video_model, "run fast", vlm=video_vlm)
-    with pytest.raises(PromptError, match="no language weights"):
+    with pytest.raises(PromptError, match="no language weights") as refused:
         target_from_prompt(video_model, "run fast")  # vlm=None loads the model's own (video-only) VLM
+    assert "genrl pipeline" in str(refused.value) and "--vlm open_clip:" in str(refused.value)  # says how to fix it
     with pytest.raises(PromptError, match="records no VLM"):
         target_from_prompt(MFWM(preset("tiny", embed_dim=32, action_dim=6)), "run")
     with pytest.raises(PromptError, match="a prompt is text"):
