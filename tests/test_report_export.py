@@ -1,0 +1,187 @@
+"""Shipping a pipeline run (export) and its quality report, on a tiny pipeline-like run built in a temp folder."""
+
+from __future__ import annotations
+
+import genrl_gym  # noqa: F401  (render guard first)
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genrl_gym import model_store, prompts
+from genrl_gym.cli import main as cli_main
+from genrl_gym.data import EpisodeStore, collect
+from genrl_gym.data.embed import embed_store
+from genrl_gym.models import MFWM
+from genrl_gym.training.export import export_model, file_sha256
+from genrl_gym.training.pipeline import PipelineConfig, write_prompt_clips
+from genrl_gym.training.report import MAX_PNG_BYTES, env_rewards, model_report, posterior_modes
+from genrl_gym.training.trainer import train_mfwm
+from genrl_gym.utils import CheckpointError
+from genrl_gym.wrappers.gym_reward import LatentRewardScorer
+
+torch.set_num_threads(1)
+TASKS = ("stand", "walk")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline-like run folder: 2 random episodes (51 rows) per task in heldout/, a tiny MFWM trained 4 updates on
+    them (mfwm/mfwm.pt + tb/), 16-frame prompt clips, recipe.json and pipeline.json."""
+    root = tmp_path_factory.mktemp("run") / "walker-pipeline"
+    store = EpisodeStore(root / "heldout")
+    for i, task in enumerate(TASKS):
+        collect(domain="walker", task=task, env_kwargs={"episode_frames": 100}, policy="random", store=store,
+                num_episodes=2, seed=10 + i, progress=False)
+    embed_store(store, "video-only", progress=False)
+    train_mfwm(store, "tiny", out_dir=root / "mfwm", steps=4, seed=0, log_every=1, video_every=0, progress=False)
+    write_prompt_clips(store, TASKS, root / "clips", frames=16)
+    (root / "recipe.json").write_text(json.dumps({"domain": "walker", "sources": [{"source": "random", "episodes": 4}],
+                                                  "episodes": 4, "frames": store.num_frames}))
+    (root / "pipeline.json").write_text(json.dumps(asdict(PipelineConfig(tasks=TASKS, preset="tiny")), default=str))
+    return root
+
+
+def test_export_ships_fp16_model_prompts_and_summary(run: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "walker"
+    path = export_model(run, "walker", dest)
+    assert path == dest / "model.pt"
+    model = MFWM.load(path, expect_domain="walker")
+    original = MFWM.load(run / "mfwm" / "mfwm.pt")
+    for k, v in original.state_dict().items():  # fp16 round trip of the weights
+        assert torch.allclose(model.state_dict()[k], v, rtol=1e-3, atol=1e-3), k
+    payload = torch.load(path, weights_only=True)
+    assert payload["dtype"] == "float16"
+    assert all(v.dtype != torch.float32 for v in payload["state_dict"].values())
+    fp32 = export_model(run, "walker", tmp_path / "fp32", half=False)
+    assert path.stat().st_size < 0.6 * fp32.stat().st_size
+    # metadata: recipe, VLM identity, render settings, clip sources
+    assert model.metadata["recipe"]["episodes"] == 4
+    assert model.metadata["prompts"]["stand"]["file"] == "prompts/stand.gif"
+    assert model.vlm_identity is not None and model.render_settings["image_size"] == 64
+    for task in TASKS:
+        assert (dest / "prompts" / f"{task}.gif").read_bytes() == (run / "clips" / f"{task}.gif").read_bytes()
+    clips = json.loads((dest / "prompts" / "clips.json").read_text())
+    assert set(clips) == set(TASKS) and {"episode", "start", "mean_task_reward_per_step"} <= set(clips["walk"])
+    summary = json.loads((dest / "model.json").read_text())
+    assert summary["sha256"] == file_sha256(path) and summary["size_bytes"] == path.stat().st_size
+    assert summary["domain"] == "walker" and summary["preset"] == "tiny" and summary["updates"] == 4
+    assert summary["frames"] == 4 * 51 and summary["weights_dtype"] == "float16"
+    assert summary["vlm"]["has_language"] is False and "genrl pipeline" in summary["vlm"]["note"]
+    assert summary["render_settings"] == model.render_settings and summary["recipe"]["sources"]
+    # idempotent: a second export writes the same bytes
+    before = {p.name: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    export_model(run, "walker", dest)
+    after = {p.name: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_exported_folder_is_what_names_resolve_to(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pretrained = tmp_path / "pretrained"
+    export_model(run, "walker", pretrained / "walker")
+    monkeypatch.setattr(model_store, "PRETRAINED_DIR", pretrained)
+    monkeypatch.setattr(prompts, "PRETRAINED", pretrained)
+    monkeypatch.setenv("GENRL_HOME", str(tmp_path / "empty-home"))
+    model_store.clear_model_cache()
+    path, source = model_store.resolve_model_path("walker")
+    assert (path, source) == ((pretrained / "walker" / "model.pt").resolve(), "pretrained")
+    assert model_store.resolve_model("walker", domain="walker").domain == "walker"
+    assert prompts.example("walker", "stand") == pretrained / "walker" / "prompts" / "stand.gif"
+    model_store.clear_model_cache()
+
+
+def test_export_refuses_oversized_model_without_touching_dest(run: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "walker"
+    with pytest.raises(CheckpointError, match="over the 0.001 MB budget"):
+        export_model(run, "walker", dest, max_mb=0.001)
+    assert not (dest / "model.pt").exists() and not list(dest.glob(".model.pt*"))
+
+
+def test_env_rewards_equal_the_envs_scorer(run: Path) -> None:
+    """The report's vectorised per-episode reward is the step-by-step LatentRewardScorer reward (what the envs return)."""
+    model = MFWM.load(run / "mfwm" / "mfwm.pt").eval()
+    store = EpisodeStore(run / "heldout", create=False)
+    ep = store.load(store.paths()[0])
+    target = prompts.target_from_prompt(model, run / "clips" / "walk.gif", horizon=16)
+    scorer = LatentRewardScorer(model, target.features, 1)
+    theirs, seen = [], []
+    for t in range(len(ep["image"])):
+        theirs.append(scorer.observe(ep["action"][t:t + 1], ep["image"][t:t + 1], [t == 0])[0])
+        seen.append(scorer.window[-1, 0].clone())  # the feature the scorer filtered for frame t
+    ours = env_rewards(torch.stack(seen), target.features)
+    assert len(ours) == 51 and ours[0] == 0.0
+    np.testing.assert_allclose(ours, np.asarray(theirs, dtype=np.float64), atol=1e-6)
+    assert np.std(ours[1:]) > 0  # not a constant: the test can fail
+    # batched posterior modes = the scorer's one-frame modes; a 4-update model has near-uniform logits, so a mode may
+    # flip on a 1e-7 difference between batch sizes: require (almost) all frames to agree
+    _, feats = posterior_modes(model, ep["image"])
+    same = (feats - torch.stack(seen)).abs().amax(-1) < 1e-5
+    assert same.float().mean() >= 0.9, f"{int((~same).sum())} of {len(same)} frames differ"
+
+
+def test_report_writes_files_and_matrix(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = model_report(run, None, out)
+    for name in ("REPORT.md", "report.json", "curves.png", "reconstructions.png", "prompts.png", "discrimination.png"):
+        assert (out / name).is_file(), name
+    for png in out.glob("*.png"):
+        assert png.stat().st_size < MAX_PNG_BYTES, png
+    d = result["discrimination"]
+    m = np.array(d["matrix"])
+    assert m.shape == (2, 2) and np.isfinite(m).all() and np.isfinite(np.array(d["matrix_all_rows"])).all()
+    assert d["tasks"] == list(TASKS) and set(d["row_check"]) == set(TASKS)
+    assert all(d["excluded_rows"][t] > 0 for t in TASKS)  # each clip's own window left out of its diagonal entry
+    assert len(d["episode_means"]["stand"]["walk"]) == 2
+    assert json.loads((out / "report.json").read_text())["discrimination"]["matrix"] == d["matrix"]
+    text = (out / "REPORT.md").read_text()
+    assert "Prompt discrimination" in text and "![training curves](curves.png)" in text and "no language" in text
+    assert result["model"]["updates"] == 4 and set(result["reconstruction"]) == set(TASKS)
+
+
+def test_cli_export_and_report(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "walker"
+    assert cli_main(["export", "--run", str(run), "--domain", "walker", "--dest", str(dest)]) == 0
+    assert cli_main(["report", "--run", str(run), "--out", str(dest), "--model", str(dest), "--tasks", "stand", "walk"]) == 0
+    printed = capsys.readouterr().out
+    assert "exported" in printed and "discrimination rows passing" in printed
+    report = json.loads((dest / "report.json").read_text())
+    assert report["model"]["model_sha256"] == file_sha256(dest / "model.pt")  # the shipped file was evaluated
+    assert (dest / "REPORT.md").is_file() and (dest / "model.pt").is_file()
+
+
+def test_clear_errors_for_missing_or_corrupt_runs(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export_model(tmp_path / "nope", "walker", tmp_path / "d")
+    assert cli_main(["export", "--run", str(tmp_path / "nope"), "--domain", "walker", "--dest", str(tmp_path / "d")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    half = tmp_path / "half"
+    (half / "mfwm").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="'train' stage has not finished"):
+        export_model(half, "walker", tmp_path / "d")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        model_report(tmp_path / "nope", None, tmp_path / "r")
+    # a run whose clips stage did not run
+    (half / "mfwm" / "mfwm.pt").write_bytes((run / "mfwm" / "mfwm.pt").read_bytes())
+    (half / "recipe.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="--until clips"):
+        export_model(half, "walker", tmp_path / "d")
+    # corrupt clips.json, then a truncated checkpoint, then the wrong domain
+    (half / "clips").mkdir()
+    (half / "clips" / "clips.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt JSON"):
+        export_model(half, "walker", tmp_path / "d")
+    (half / "clips" / "clips.json").write_text((run / "clips" / "clips.json").read_text())
+    for t in TASKS:
+        (half / "clips" / f"{t}.gif").write_bytes((run / "clips" / f"{t}.gif").read_bytes())
+    data = (run / "mfwm" / "mfwm.pt").read_bytes()
+    (half / "mfwm" / "mfwm.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        export_model(half, "walker", tmp_path / "d")
+    (half / "mfwm" / "mfwm.pt").write_bytes(data)
+    with pytest.raises(CheckpointError, match="domain 'walker'.*'cheetah'"):
+        export_model(half, "cheetah", tmp_path / "d")
+    assert not (tmp_path / "d" / "model.pt").exists()
