@@ -11,15 +11,21 @@ from genrl_gym.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow
-def test_demo_writes_a_complete_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("domain,task,shipped", [("walker", "stand", True), ("cheetah", "run", False)])
+def test_demo_writes_a_complete_report(tmp_path: Path, domain: str, task: str, shipped: bool) -> None:
     out = tmp_path / "demo"
-    cfg = DemoConfig(out=str(out), agent_seconds=3, sb3_seconds=3, seeds=(0, 1), episode_frames=40, agent_preset="tiny",
-                     tiny_episodes=2, tiny_episode_frames=80, tiny_steps=5)
+    cfg = DemoConfig(domain=domain, task=task, out=str(out), agent_seconds=3, sb3_seconds=3, seeds=(0, 1),
+                     episode_frames=40, agent_preset="tiny", tiny_episodes=2, tiny_episode_frames=80, tiny_steps=5)
     lines: list[str] = []
     results = run_demo(cfg, log=lines.append)
-    # Said loudly that no model ships and a tiny one was built; said which prompt and why.
-    assert any("TINY" in line for line in lines)
-    assert any(line.startswith("prompt:") and "video-only" in line for line in lines)
+    # Said which prompt and why; without a shipped model, said loudly that a tiny one was built.
+    prompt_line = next(line for line in lines if line.startswith("prompt:"))
+    assert "video-only" in prompt_line
+    if shipped:
+        assert results["model_source"] == "resolved" and "shipped clip" in prompt_line
+        assert not any("TINY" in line for line in lines)
+    else:
+        assert results["model_source"] == "built" and any("TINY" in line for line in lines)
     for name in ("REPORT.md", "results.json", "config.json", "learning_curves.png", "imagined_prompt.gif",
                  "rollout_genrl_agent.gif", "rollout_sac.gif", "genrl_agent.zip", "sac_genrl_reward.zip"):
         assert (out / name).exists(), name
@@ -30,4 +36,4 @@ def test_demo_writes_a_complete_report(tmp_path: Path) -> None:
         assert ev["seeds"] == [0, 1] and len(ev["returns"]) == 2
     assert saved["agent_updates"] > 0 and saved["sac_env_steps"] > 0
     report = (out / "REPORT.md").read_text()
-    assert "TINY model" in report and "| random |" in report
+    assert "| random |" in report and ("TINY model" in report) != shipped
