@@ -28,8 +28,21 @@ from torch import Tensor
 from genrl_gym.models.mfwm import MFWM, _identity_str, identity_dict
 from genrl_gym.utils import PromptError, atomic_write
 
-__all__ = ["TargetTrajectory", "target_from_prompt", "embed_prompt", "read_video", "video_prompt_frames", "decode_target",
-           "write_video", "clear_cache", "example", "list_examples", "MAX_PROMPT_CHARS", "VIDEO_SUFFIXES"]
+__all__ = [
+    "MAX_PROMPT_CHARS",
+    "VIDEO_SUFFIXES",
+    "TargetTrajectory",
+    "clear_cache",
+    "decode_target",
+    "embed_prompt",
+    "embed_prompt_with",
+    "example",
+    "list_examples",
+    "read_video",
+    "target_from_prompt",
+    "video_prompt_frames",
+    "write_video",
+]
 
 MAX_PROMPT_CHARS = 300  # CLIP-style text towers read <= 77 tokens; longer text is almost surely a mistake (or a path)
 MIN_VIDEO_FRAMES = 8  # one VLM window
@@ -180,22 +193,35 @@ def _resolve_vlm(model: MFWM, vlm: Any) -> Any:
 
 def embed_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | Tensor, vlm: Any = None) -> tuple[Tensor, str]:
     """Embed a prompt with the model's VLM: -> (unit-norm embedding ``[D]`` on the model's device, kind)."""
-    kind, payload, _, _ = _classify(prompt)
     vlm = _resolve_vlm(model, vlm)
+    e, kind = embed_prompt_with(vlm, prompt, image_size=model.config.image_size, domain=model.domain)
+    if e.numel() != model.config.embed_dim:
+        raise PromptError(f"VLM embeds in {e.numel()} dims but the model expects {model.config.embed_dim}")
+    return e.to(model.device), kind
+
+
+def embed_prompt_with(vlm: Any, prompt: str | os.PathLike[str] | np.ndarray | Tensor, *, image_size: int = 64,
+                      domain: str = "walker") -> tuple[Tensor, str]:
+    """Embed a prompt with any VLM (no world model): -> (unit-norm float32 CPU embedding ``[D]``, ``"text"|"video"``).
+
+    Video prompts use :func:`video_prompt_frames` (stride, first window, resized to ``image_size`` pixels); text needs
+    ``vlm.has_language``. ``domain`` only words the error for a text prompt to a video-only VLM.
+    """
+    kind, payload, _, _ = _classify(prompt)
     if kind == "text":
         if not getattr(vlm, "has_language", False):
-            raise PromptError(f"text prompt {payload!r}: the model's VLM {_identity_str(identity_dict(vlm))} has no "
+            raise PromptError(f"text prompt {payload!r}: the VLM {_identity_str(identity_dict(vlm))} has no "
                               "language weights (video only), so text cannot be embedded. Use a video prompt (e.g. "
-                              f"genrl_gym.prompts.example({model.domain!r}, 'stand'); `genrl prompts` lists the shipped "
+                              f"genrl_gym.prompts.example({domain!r}, 'stand'); `genrl prompts` lists the shipped "
                               "clips), or build a text-capable model with real open_clip weights: `genrl pipeline "
-                              f"--domain {model.domain} --vlm open_clip:ViT-B-32:/path/to/open_clip_weights.bin` (or a "
+                              f"--domain {domain} --vlm open_clip:ViT-B-32:/path/to/open_clip_weights.bin` (or a "
                               "pretrained tag present in the local hub cache).")
         e = vlm.embed_text([payload])
     else:
         frames = read_video(payload) if isinstance(payload, Path) else payload
-        e = vlm.embed_video(video_prompt_frames(frames, model.config.image_size)[None])
-    e = torch.as_tensor(e, dtype=torch.float32).reshape(-1, model.config.embed_dim)[0]
-    return F.normalize(e, dim=-1).to(model.device), kind
+        e = vlm.embed_video(video_prompt_frames(frames, image_size)[None])
+    e = torch.as_tensor(e, dtype=torch.float32).reshape(1, -1)[0]
+    return F.normalize(e, dim=-1).cpu(), kind
 
 
 # ----------------------------------------------------------------------------------------------------------------------
