@@ -52,44 +52,6 @@ class DemoConfig:
     """World-model updates of the tiny on-the-spot model."""
 
 
-class _TimeBudget:
-    """SB3 callback that stops training after ``seconds`` and records a learning curve."""
-
-    def __new__(cls, seconds: float, key: str) -> Any:
-        from stable_baselines3.common.callbacks import BaseCallback
-
-        class TimeBudget(BaseCallback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.curve: list[tuple[float, int, float]] = []  # (seconds, step, value)
-                self._t0 = 0.0
-                self._ep_scores: list[float] = []
-                self._running: np.ndarray | None = None
-
-            def _on_training_start(self) -> None:
-                self._t0 = time.time()
-
-            def _on_step(self) -> bool:
-                elapsed = time.time() - self._t0
-                if key == "imagined_reward":
-                    metrics = self.locals.get("metrics") or {}
-                    if "reward_mean" in metrics:
-                        self.curve.append((elapsed, self.num_timesteps, float(metrics["reward_mean"])))
-                else:  # per-episode sum of the true task reward seen by SB3
-                    infos = self.locals.get("infos") or []
-                    dones = self.locals.get("dones")
-                    if self._running is None:
-                        self._running = np.zeros(len(infos))
-                    for i, info in enumerate(infos):
-                        self._running[i] += float(info.get("task_reward", 0.0))
-                        if dones is not None and dones[i]:
-                            self.curve.append((elapsed, self.num_timesteps, float(self._running[i])))
-                            self._running[i] = 0.0
-                return elapsed < seconds
-
-        return TimeBudget()
-
-
 def resolve_demo_model(cfg: DemoConfig, out: Path, log: Any = print) -> tuple[Any, str, dict[str, Any]]:
     """The MFWM to use and where it came from: ``("shipped" | "path" | "built", info)``."""
     from genrl_gym.model_store import resolve_model
@@ -156,6 +118,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     from genrl_gym.agents import GenRLAgent, evaluate_task_return
     from genrl_gym.envs import get_task
     from genrl_gym.prompts import decode_target, target_from_prompt, write_video
+    from genrl_gym.wrappers.callbacks import WallClockBudget
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,25 +138,25 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     log(f"imagined prompt: {gif}")
 
     # 4. GenRLAgent in imagination, data-free
-    agent_cb = _TimeBudget(cfg.agent_seconds, "imagined_reward")
+    agent_cb = WallClockBudget(cfg.agent_seconds)
     agent = GenRLAgent(model, target, preset=cfg.agent_preset if source != "built" else "tiny", start="data_free",
                        seed=cfg.seed, tensorboard_log=str(out / "tb"))
     agent.learn(total_timesteps=10**9, callback=agent_cb, progress_bar=True, tb_log_name="GenRLAgent")
     agent.save(out / "genrl_agent.zip")
-    agent_wall = time.time() - agent_cb._t0
+    agent_wall = agent_cb.elapsed
     log(f"GenRLAgent: {agent.num_timesteps} updates in {agent_wall:.0f} s")
 
     # 5. SB3 SAC on the GenRL reward, same wall time
     sb3_seconds = cfg.sb3_seconds if cfg.sb3_seconds is not None else agent_wall
     env = gym.make(f"GenRL/{cfg.domain.capitalize()}-v0", model=model_info["model"] if source == "built" else model,
                    prompt=prompt if isinstance(prompt, str) else None, task=cfg.task, episode_frames=cfg.episode_frames)
-    sac_cb = _TimeBudget(sb3_seconds, "task_return")
+    sac_cb = WallClockBudget(sb3_seconds)
     sac = SAC("MultiInputPolicy", env, buffer_size=50_000, learning_starts=500, batch_size=64, seed=cfg.seed,
               tensorboard_log=str(out / "tb"), verbose=0)
     sac.learn(total_timesteps=10**9, callback=sac_cb, progress_bar=True, tb_log_name="SAC_genrl_reward")
     sac.save(out / "sac_genrl_reward.zip")
     env.close()
-    log(f"SAC on the GenRL reward: {sac.num_timesteps} env steps in {time.time() - sac_cb._t0:.0f} s")
+    log(f"SAC on the GenRL reward: {sac.num_timesteps} env steps in {sac_cb.elapsed:.0f} s")
 
     # 6. evaluation on the true task reward
     seeds = list(cfg.seeds)

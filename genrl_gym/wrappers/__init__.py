@@ -1,8 +1,10 @@
 """Reward wrappers: GenRL's trajectory-matching score as a Gymnasium wrapper, a Gymnasium vector wrapper and an SB3
-``VecEnvWrapper``, plus an SB3 logging callback.
+``VecEnvWrapper``, the paper's model-free baseline reward (:class:`VecEmbeddingSimilarityReward`: cosine between VLM
+embeddings of the last frames and the prompt), plus SB3 callbacks (logging, wall-time budget).
 
-The SB3 names (:class:`VecGenRLReward`, :class:`GenRLLogCallback`) are imported on first use so that ``import
-genrl_gym.wrappers`` does not import Stable-Baselines3.
+The SB3 names (:class:`VecGenRLReward`, :class:`VecEmbeddingSimilarityReward`, :class:`GenRLLogCallback`,
+:class:`WallClockBudget`) are imported on first use so that ``import genrl_gym.wrappers`` does not import
+Stable-Baselines3.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ from typing import Any
 
 from genrl_gym.wrappers.gym_reward import GenRLReward, GenRLVectorReward, LatentRewardScorer
 
-__all__ = ["GenRLReward", "GenRLVectorReward", "LatentRewardScorer", "VecGenRLReward", "GenRLLogCallback"]
+__all__ = [
+    "GenRLLogCallback",
+    "GenRLReward",
+    "GenRLVectorReward",
+    "LatentRewardScorer",
+    "VecEmbeddingSimilarityReward",
+    "VecGenRLReward",
+    "WallClockBudget",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,8 +29,12 @@ def __getattr__(name: str) -> Any:
         from genrl_gym.wrappers.vec_reward import VecGenRLReward
 
         return VecGenRLReward
-    if name == "GenRLLogCallback":
-        from genrl_gym.wrappers.callbacks import GenRLLogCallback
+    if name == "VecEmbeddingSimilarityReward":
+        from genrl_gym.wrappers.embedding_reward import VecEmbeddingSimilarityReward
 
-        return GenRLLogCallback
+        return VecEmbeddingSimilarityReward
+    if name in ("GenRLLogCallback", "WallClockBudget"):
+        from genrl_gym.wrappers import callbacks
+
+        return getattr(callbacks, name)
     raise AttributeError(f"module 'genrl_gym.wrappers' has no attribute {name!r}")
