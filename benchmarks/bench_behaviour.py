@@ -11,10 +11,8 @@ shipped video prompt (``genrl_gym.prompts.example(domain, task)``), then is eval
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np

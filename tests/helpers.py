@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -29,3 +32,8 @@ def save_random_clip(path: Path, frames: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     write_video(rng.integers(0, 256, (frames, 64, 64, 3), dtype=np.uint8), path)
     return path
+
+
+def image_only(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+    """A pixel env whose observation is the plain HWC image (Box) instead of ``{"image": ...}`` (CnnPolicy-ready)."""
+    return gym.wrappers.TransformObservation(env, lambda obs: obs["image"], env.observation_space["image"])

@@ -22,15 +22,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 ACTION_DIM = 6  # walker
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: with 2 threads on a loaded 2-core machine torch spends milliseconds per op spinning
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def vlm():
     return load_vlm("video-only")

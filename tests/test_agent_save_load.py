@@ -19,14 +19,6 @@ from genrl_gym.vlm import load_vlm
 ACTION_DIM = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def vlm():
     return load_vlm("video-only")

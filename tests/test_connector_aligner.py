@@ -16,7 +16,6 @@ from genrl_gym.models.connector import Connector
 from genrl_gym.models.presets import AlignerConfig
 from genrl_gym.training.losses import aligner_loss, connector_aligner_loss
 
-torch.set_num_threads(1)
 D = 16
 
 

@@ -15,7 +15,6 @@ from genrl_gym.models import MFWM, preset
 from genrl_gym.models.aligner import corrupt
 from genrl_gym.training.losses import (aligner_loss, connector_kl_loss, image_loss, kl_balance_loss, world_model_loss)
 
-torch.set_num_threads(1)
 
 
 def _np_kl(a: np.ndarray, b: np.ndarray, unimix: float) -> np.ndarray:

@@ -17,7 +17,6 @@ from genrl_gym.models.mfwm import FORMAT_VERSION
 from genrl_gym.utils import CheckpointError
 from genrl_gym.vlm import VLMIdentity, load_vlm
 
-torch.set_num_threads(1)
 VLM_ID = {"backend": "video-only", "model": "pixel-motion-rp-16", "weights": "seed0-test", "embed_dim": 16}
 RENDER = {"image_size": 64, "camera_id": 0, "render_quality": "fast"}
 

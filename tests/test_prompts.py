@@ -21,7 +21,6 @@ from genrl_gym.prompts import (MAX_PROMPT_CHARS, TargetTrajectory, clear_cache, 
 from genrl_gym.utils import PromptError
 from genrl_gym.vlm import load_vlm
 
-torch.set_num_threads(1)
 ARCH = "genrl-test-prompts-clip"  # distinct from test_vlm.py: open_clip configs are process-global
 
 

@@ -24,7 +24,6 @@ from genrl_gym.training.trainer import train_mfwm
 from genrl_gym.utils import CheckpointError
 from genrl_gym.wrappers.gym_reward import LatentRewardScorer
 
-torch.set_num_threads(1)
 TASKS = ("stand", "walk")
 
 

@@ -14,7 +14,6 @@ from genrl_gym.models import MFWM, MFWMConfig, State, preset
 from genrl_gym.models.networks import Decoder, Encoder, LayerNormGRU
 from genrl_gym.models.rssm import categorical_kl, mode_onehot, probs, sample_onehot, uniform_onehot
 
-torch.set_num_threads(1)  # 2 shared cores: more threads only spin
 
 
 def tiny(**kw: object) -> MFWMConfig:

@@ -23,7 +23,7 @@ import genrl_gym  # noqa: F401  (registers the ids; render guard)
 from genrl_gym.envs import make_pixel_env
 from genrl_gym.registration import ENV_IDS
 from genrl_gym.wrappers import GenRLLogCallback, VecGenRLReward
-from helpers import ACTION_DIMS, save_random_clip, save_tiny_model
+from helpers import ACTION_DIMS, image_only, save_random_clip, save_tiny_model
 
 EPISODE_FRAMES = 64  # 32-step episodes: 256 steps on 2 envs finish several episodes
 TIMESTEPS = 256
@@ -61,24 +61,13 @@ def test_sb3_check_env(assets: dict[str, Path], env_id: str) -> None:
     env.close()
 
 
-class _ImageBox(gym.ObservationWrapper[np.ndarray, np.ndarray, Any]):
-    """Dict {"image"} -> the plain HWC image (so that CnnPolicy applies; SB3 adds VecTransposeImage itself)."""
-
-    def __init__(self, env: gym.Env[Any, Any]) -> None:
-        super().__init__(env)
-        self.observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
-
-    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        return observation["image"]
-
-
 def _genrl_id_venv(assets: dict[str, Path]) -> VecEnv:
     kw = {"model": str(assets["walker"]), "prompt": str(assets["prompt"]), "episode_frames": EPISODE_FRAMES}
     return make_vec_env("GenRL/Walker-v0", n_envs=2, seed=0, env_kwargs=kw)
 
 
 def _wrapped_venv(assets: dict[str, Path]) -> VecEnv:
-    base = make_vec_env(lambda: _ImageBox(make_pixel_env("walker", "stand", episode_frames=EPISODE_FRAMES)), n_envs=2, seed=0)
+    base = make_vec_env(lambda: image_only(make_pixel_env("walker", "stand", episode_frames=EPISODE_FRAMES)), n_envs=2, seed=0)
     return VecGenRLReward(base, assets["walker"], assets["prompt"], domain="walker")
 
 

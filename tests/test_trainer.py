@@ -18,7 +18,6 @@ from genrl_gym.training import Trainer, train_mfwm
 from genrl_gym.prompts import read_video, write_video
 from genrl_gym.utils import CheckpointError, PromptError
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

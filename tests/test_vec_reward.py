@@ -6,17 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecTransposeImage
 
 import genrl_gym  # noqa: F401  (render guard first)
 from genrl_gym.envs import make_pixel_env
 from genrl_gym.utils import CheckpointError
 from genrl_gym.wrappers import GenRLReward, VecGenRLReward
-from helpers import save_random_clip, save_tiny_model
+from helpers import image_only, save_random_clip, save_tiny_model
 
 EPISODE_FRAMES = 8  # 4 agent steps per episode: every test crosses episode boundaries
 
@@ -88,23 +86,12 @@ def test_terminal_observation_is_the_frame_scored(assets: dict[str, Path]) -> No
     venv.close()
 
 
-class _ImageBox(gym.ObservationWrapper[np.ndarray, np.ndarray, Any]):
-    """Dict {"image"} -> a plain HWC Box image."""
-
-    def __init__(self, env: gym.Env[Any, Any]) -> None:
-        super().__init__(env)
-        self.observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
-
-    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        return observation["image"]
-
-
 def test_hwc_chw_dict_and_box_give_the_same_rewards(assets: dict[str, Path]) -> None:
     acts = np.random.default_rng(1).uniform(-1, 1, (6, 2, 6)).astype(np.float32)
     venvs = {
         "dict-hwc": _pixel_venv(2),
         "dict-chw": VecTransposeImage(_pixel_venv(2)),
-        "box-chw": VecTransposeImage(DummyVecEnv([lambda: _ImageBox(make_pixel_env("walker", "stand",
+        "box-chw": VecTransposeImage(DummyVecEnv([lambda: image_only(make_pixel_env("walker", "stand",
                                                                                   episode_frames=EPISODE_FRAMES))] * 2)),
     }
     results = {}

@@ -133,7 +133,7 @@ def _vlm_summary(vlm: dict[str, Any] | None) -> dict[str, Any]:
     has_language = vlm.get("backend") != "video-only"
     note = ("text prompts work (the VLM has language weights)" if has_language else
             "video prompts only: the offline default VLM has no language, so text prompts are refused. Build a text-capable "
-            f"model with `genrl pipeline --domain <domain> --vlm open_clip:ViT-B-32:<weights file>` (real weights needed)")
+            "model with `genrl pipeline --domain <domain> --vlm open_clip:ViT-B-32:<weights file>` (real weights needed)")
     return {"identity": dict(vlm), "has_language": has_language, "note": note}
 
 

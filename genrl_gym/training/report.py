@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genrl_gym.utils import CheckpointError, atomic_write
+from genrl_gym.utils import atomic_write
 
 if TYPE_CHECKING:
     from genrl_gym.data import EpisodeStore
@@ -612,7 +612,7 @@ def _markdown(r: dict[str, Any], out: Path) -> str:
               f"**{passed} of {len(tasks)} rows pass" + (" — all rows pass.**" if d["all_rows_pass"] else ".**"), "",
               _md_table(header, rows), "",
               "![discrimination matrix](discrimination.png)", "",
-              f"Columns (does each task's own clip score its episodes highest?): "
+              "Columns (does each task's own clip score its episodes highest?): "
               + ", ".join(f"{b}: {'yes' if ok else 'no'}" for b, ok in d["column_check"].items()) + ". "
               "Rows compare one target across episode sets and are the fair comparison: different targets have different "
               "score scales (max-norm cosine penalises norm mismatch), so columns mix scales.", "",
