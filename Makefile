@@ -41,8 +41,9 @@ test-fast: setup
 demo: setup
 	$(VENV)/bin/genrl demo --domain $(DOMAIN) --task $(TASK) --out $(OUT)
 
+# The quick speed benchmarks; the long ones: `genrl bench compare --args="..."` (see benchmarks/).
 bench: setup
-	$(PY) -m benchmarks.run_all
+	$(VENV)/bin/genrl bench
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

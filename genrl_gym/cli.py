@@ -152,14 +152,32 @@ def _prompt_arg(prompt: str) -> str:
     return prompt
 
 
+QUICK_BENCHMARKS = ("render", "collect", "vlm", "world_model", "reward", "agent")
+LONG_BENCHMARKS = ("behaviour", "compare")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
+    import inspect
+    import shlex
 
-    names = args.names or ["render", "collect", "vlm", "world_model", "reward", "agent"]
+    names = args.names or list(QUICK_BENCHMARKS)
+    extra = shlex.split(args.args) if args.args else []
     for name in names:
-        mod = importlib.import_module(f"benchmarks.bench_{name}")
+        if name not in QUICK_BENCHMARKS + LONG_BENCHMARKS:
+            raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(QUICK_BENCHMARKS + LONG_BENCHMARKS)}")
+        try:
+            mod = importlib.import_module("benchmarks.compare" if name == "compare" else f"benchmarks.bench_{name}")
+        except ModuleNotFoundError as e:
+            raise ValueError("benchmarks live in the repository's benchmarks/ folder: run `genrl bench` from the "
+                             "repository root") from e
         print(f"== bench {name}")
-        mod.main()
+        if "argv" in inspect.signature(mod.main).parameters:
+            mod.main(extra)
+        elif extra:
+            raise ValueError(f"benchmark {name!r} takes no arguments (got --args {args.args!r})")
+        else:
+            mod.main()
     return 0
 
 
@@ -444,7 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--seed", type=int, default=0, help="connector seed of the prompt targets (0: the envs')")
 
     b = add("bench", cmd_bench, "Run benchmarks (results in benchmarks/results/).")
-    b.add_argument("names", nargs="*", help="render collect vlm world_model reward agent (default: all)")
+    b.add_argument("names", nargs="*", help="quick: render collect vlm world_model reward agent (default: these); "
+                   "long (minutes to hours): behaviour compare")
+    b.add_argument("--args", default="", help="arguments for the benchmarks' own parsers, written with '=', e.g. "
+                   "--args=\"--domain walker --seconds 90 --offline-data runs/walker-pipeline/data\"")
     return p
 
 

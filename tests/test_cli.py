@@ -65,3 +65,12 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path, capsys: pytest.CaptureF
         main(["collect", "--domain", "walker", "--task", "stand", "--out", str(tmp_path), "--episodes", "0"])
     with pytest.raises(SystemExit):
         main(["no-such-command"])
+
+
+def test_bench_names_and_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "nope"]) == 2
+    assert "compare" in capsys.readouterr().err  # lists the valid names
+    assert main(["bench", "render", "--args=--fast"]) == 2
+    assert "takes no arguments" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the benchmark's own parser: offline starts need data
+        main(["bench", "compare", "--args=--methods genrl_offline"])
