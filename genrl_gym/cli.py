@@ -320,10 +320,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from genrl_gym.training.report import model_report
 
     result = model_report(args.model or args.run, args.heldout, args.out, tasks=args.tasks, seed=args.seed,
-                          run_dir=args.run)
+                          run_dir=args.run, random_episodes=args.random_episodes)
     d = result["discrimination"]
+    beats = d.get("beats_random") or {}
     print(f"report: {Path(args.out) / 'REPORT.md'}; discrimination rows passing: "
-          f"{sum(d['row_check'].values())}/{len(d['tasks'])} ({', '.join(f'{k}: {v}' for k, v in d['row_check'].items())})")
+          f"{sum(d['row_check'].values())}/{len(d['tasks'])} ({', '.join(f'{k}: {v}' for k, v in d['row_check'].items())})"
+          + (f"; own task above random episodes: {sum(beats.values())}/{len(beats)}" if beats else ""))
     return 0
 
 
@@ -460,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--heldout", type=Path, default=None, help="held-out episode store (default: <run>/heldout)")
     rp.add_argument("--tasks", nargs="*", default=None, help="tasks (default: those with prompt clips)")
     rp.add_argument("--seed", type=int, default=0, help="connector seed of the prompt targets (0: the envs')")
+    rp.add_argument("--random-episodes", type=int, default=3, help="random-action episodes scored as an extra column")
 
     b = add("bench", cmd_bench, "Run benchmarks (results in benchmarks/results/).")
     b.add_argument("names", nargs="*", help="quick: render collect vlm world_model reward agent (default: these); "

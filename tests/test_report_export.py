@@ -124,7 +124,7 @@ def test_env_rewards_equal_the_envs_scorer(run: Path) -> None:
 
 def test_report_writes_files_and_matrix(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    result = model_report(run, None, out)
+    result = model_report(run, None, out, random_episodes=1)
     for name in ("REPORT.md", "report.json", "curves.png", "reconstructions.png", "prompts.png", "discrimination.png"):
         assert (out / name).is_file(), name
     for png in out.glob("*.png"):
@@ -139,12 +139,25 @@ def test_report_writes_files_and_matrix(run: Path, tmp_path: Path) -> None:
     text = (out / "REPORT.md").read_text()
     assert "Prompt discrimination" in text and "![training curves](curves.png)" in text and "no language" in text
     assert result["model"]["updates"] == 4 and set(result["reconstruction"]) == set(TASKS)
+    # the random-action column: every target scored on one random episode; checked against each diagonal entry
+    assert d["random_episodes"] == 1 and set(d["random_column"]) == set(TASKS)
+    assert all(np.isfinite(v) for v in d["random_column"].values())
+    assert d["beats_random"] == {t: m[i, i] > d["random_column"][t] for i, t in enumerate(TASKS)}
+    assert "random episodes" in text and "diagonal > random?" in text
+
+
+def test_one_task_report_says_the_random_column_is_the_check(run: Path, tmp_path: Path) -> None:
+    result = model_report(run, None, tmp_path / "one", tasks=["stand"], random_episodes=1)
+    assert result["discrimination"]["tasks"] == ["stand"]
+    text = (tmp_path / "one" / "REPORT.md").read_text()
+    assert "no pair of tasks" in text and "n/a (one task)" in text
 
 
 def test_cli_export_and_report(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dest = tmp_path / "walker"
     assert cli_main(["export", "--run", str(run), "--domain", "walker", "--dest", str(dest)]) == 0
-    assert cli_main(["report", "--run", str(run), "--out", str(dest), "--model", str(dest), "--tasks", "stand", "walk"]) == 0
+    assert cli_main(["report", "--run", str(run), "--out", str(dest), "--model", str(dest), "--tasks", "stand", "walk",
+                     "--random-episodes", "0"]) == 0
     printed = capsys.readouterr().out
     assert "exported" in printed and "discrimination rows passing" in printed
     report = json.loads((dest / "report.json").read_text())

@@ -137,6 +137,29 @@ def env_rewards(features: Tensor, target: Tensor, *, history: int = HISTORY, sco
     return out
 
 
+def random_episode_frames(model: MFWM, task: str, episodes: int, *, episode_frames: int = 1000,
+                          first_seed: int = 10_000) -> list[np.ndarray]:
+    """Frames ``uint8 [T, S, S, 3]`` of ``episodes`` episodes of uniform random actions, rendered with the model's
+    settings (the task only picks the env; its reward is not used)."""
+    from genrl_gym.envs import make_pixel_env
+
+    settings = {k: v for k, v in (model.render_settings or {}).items()
+                if k in ("image_size", "camera_id", "render_quality", "action_repeat") and v is not None}
+    out = []
+    for i in range(episodes):
+        env = make_pixel_env(model.domain, task, episode_frames=episode_frames, seed=first_seed + i, **settings)
+        rng = np.random.default_rng(first_seed + i)
+        obs, _ = env.reset(seed=first_seed + i)
+        frames, done = [obs["image"]], False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+            frames.append(obs["image"])
+            done = terminated or truncated
+        env.close()
+        out.append(np.stack(frames))
+    return out
+
+
 def _clip_rows(length: int, start: int, frames: int, history: int) -> np.ndarray:
     """bool ``[length]``: rows whose reward window (``t - history + 1 .. t``) overlaps the clip's rows
     ``start .. start + frames - 1``."""
@@ -147,7 +170,8 @@ def _clip_rows(length: int, start: int, frames: int, history: int) -> np.ndarray
 def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], clips: dict[str, Path],
                           clip_info: dict[str, dict[str, Any]] | None = None, *, seed: int = 0,
                           score_kind: str = "max_cosine", history: int = HISTORY,
-                          exclude_clip_window: bool = True) -> dict[str, Any]:
+                          exclude_clip_window: bool = True,
+                          random_images: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Mean GenRL reward of each task's prompt-clip target on each task's held-out episodes.
 
     :param store: held-out episode store; each episode's info carries its ``"task"``.
@@ -156,8 +180,12 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
     :param clip_info: ``{task: {"episode": file name, "start": row, "frames": n}}`` (clips.json) to exclude each clip's
         own window from its episode; None: nothing excluded.
     :param seed: connector seed of the targets (0: what the envs use).
-    :return: dict with ``matrix`` ``[n, n]`` (rows = prompt task, columns = episode task; clip windows excluded when
-        asked), ``matrix_all_rows`` (nothing excluded), ``episode_means`` ``{a: {b: [per-episode means]}}``,
+    :param random_images: frames ``uint8 [T, S, S, 3]`` of episodes of uniform random actions: an extra column that
+        every target should score below its own task's episodes (the only check a one-task domain has).
+    :return: dict with ``random_column`` ``{a: mean reward on the random episodes}`` and ``beats_random`` ``{a: bool}``
+        (when ``random_images`` is given), and ``matrix`` ``[n, n]`` (rows = prompt task, columns = episode task;
+        clip windows excluded when asked), ``matrix_all_rows`` (nothing excluded), ``episode_means``
+        ``{a: {b: [per-episode means]}}``,
         ``episodes`` ``{b: [episode names]}``, ``true_reward`` ``{b: mean true reward per step}``, ``excluded_rows``,
         ``row_check`` ``{a: bool}`` (diagonal > every other entry of its row), ``column_check`` ``{b: bool}`` (diagonal >
         every other entry of its column), ``row_margin`` ``{a: diagonal - max off-diagonal}``, ``all_rows_pass``.
@@ -215,6 +243,14 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
     if not np.isfinite(matrix).all():
         raise ValueError("a matrix entry has no rows left after excluding the clip windows: the held-out episodes are too "
                          "short for the clips; collect more or longer held-out episodes")
+    random_column: dict[str, float] = {}
+    for images in random_images or []:
+        _, feats = posterior_modes(model, images)
+        for a in tasks:
+            r = env_rewards(feats, targets[a], history=history, score_kind=score_kind)[1:]
+            random_column.setdefault(a, 0.0)
+            random_column[a] += float(r.sum()) / sum(len(x) - 1 for x in random_images)
+    beats_random = {a: bool(matrix[i, i] > random_column[a]) for i, a in enumerate(tasks) if a in random_column}
     off = ~np.eye(n, dtype=bool)
     row_check = {a: bool(np.all(matrix[i, i] > matrix[i][off[i]])) for i, a in enumerate(tasks)}
     col_check = {b: bool(np.all(matrix[j, j] > matrix[:, j][off[:, j]])) for j, b in enumerate(tasks)}
@@ -223,7 +259,8 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
             "episode_means": episode_means, "episodes": {b: [p.name for p in by_task[b]] for b in tasks},
             "true_reward": true_reward, "excluded_rows": excluded, "row_check": row_check, "column_check": col_check,
             "row_margin": margin, "all_rows_pass": all(row_check.values()), "score_kind": score_kind, "history": history,
-            "exclude_clip_window": exclude_clip_window, "seed": seed}
+            "exclude_clip_window": exclude_clip_window, "seed": seed, "random_column": random_column,
+            "beats_random": beats_random, "random_episodes": len(random_images or [])}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -417,7 +454,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store: str | os.PathLike[str] | EpisodeStore |
                  None = None, out_dir: str | os.PathLike[str] = "report", *, tasks: list[str] | tuple[str, ...] | None = None,
                  seed: int = 0, run_dir: str | os.PathLike[str] | None = None, score_kind: str = "max_cosine",
-                 steps_shown: int = 8, exclude_clip_window: bool = True) -> dict[str, Any]:
+                 steps_shown: int = 8, exclude_clip_window: bool = True, random_episodes: int = 3) -> dict[str, Any]:
     """Write ``REPORT.md``, ``report.json`` and PNGs about a world model into ``out_dir``; return the numbers.
 
     :param run_dir_or_model: a ``genrl pipeline --out`` folder, an exported model folder (``model.pt`` +
@@ -431,6 +468,8 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
     :param score_kind: GenRL score of the discrimination matrix (default the envs' ``max_cosine``).
     :param steps_shown: time steps per task in ``reconstructions.png``.
     :param exclude_clip_window: leave each clip's own frames out of its task's diagonal entry (see module docstring).
+    :param random_episodes: 1000-frame episodes of uniform random actions (seeds 10000..) rendered like the training
+        data, scored by every target as an extra column (0: none).
     :return: the contents of ``report.json``: ``model`` (summary), ``discrimination`` (see
         :func:`discrimination_matrix`), ``reconstruction`` (per-task MSE/PSNR), ``curves`` (final smoothed values),
         ``clips``, ``files`` (PNG sizes).
@@ -519,7 +558,8 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
 
     # 4. discrimination matrix ------------------------------------------------------------------------------------------
     disc = discrimination_matrix(model, store, tasks, clips, clip_info, seed=seed, score_kind=score_kind,
-                                 exclude_clip_window=exclude_clip_window)
+                                 exclude_clip_window=exclude_clip_window,
+                                 random_images=random_episode_frames(model, tasks[0], random_episodes))
     files["discrimination.png"] = _plot_matrix(np.array(disc["matrix"]), tasks, out / "discrimination.png",
                                                f"mean GenRL reward per step ({score_kind}, sequence alignment)")
 
@@ -593,11 +633,16 @@ def _markdown(r: dict[str, Any], out: Path) -> str:
               _md_table(["task", "clip", "held-out episode", "start row", "frames", "mean true reward per agent step (max 2)"],
                         clip_rows), ""]
     mat, mat_all = np.array(d["matrix"]), np.array(d["matrix_all_rows"])
-    header = ["prompt \\ episodes"] + [f"{b} episodes" for b in tasks] + ["diagonal > row?", "margin"]
+    rnd = d.get("random_column") or {}
+    header = (["prompt \\ episodes"] + [f"{b} episodes" for b in tasks] + (["random episodes"] if rnd else [])
+              + ["diagonal > row?", "margin"] + (["diagonal > random?"] if rnd else []))
     rows = []
     for i, a in enumerate(tasks):
         cells = [(f"**{mat[i, j]:.4f}**" if i == j else f"{mat[i, j]:.4f}") for j in range(len(tasks))]
-        rows.append([f"{a} clip"] + cells + ["yes" if d["row_check"][a] else "**no**", f"{d['row_margin'][a]:+.4f}"])
+        row_ok = ("yes" if d["row_check"][a] else "**no**") if len(tasks) > 1 else "n/a (one task)"
+        margin = f"{d['row_margin'][a]:+.4f}" if len(tasks) > 1 else "-"
+        rows.append([f"{a} clip"] + cells + ([f"{rnd[a]:.4f}"] if rnd else []) + [row_ok, margin]
+                    + (["yes" if d["beats_random"][a] else "**no**"] if rnd else []))
     rows_all = [[f"{a} clip"] + [f"{mat_all[i, j]:.4f}" for j in range(len(tasks))] for i, a in enumerate(tasks)]
     spread = [[f"{a} clip"] + [f"{np.std(d['episode_means'][a][b]):.4f} ({len(d['episode_means'][a][b])})" for b in tasks]
               for a in tasks]
@@ -609,8 +654,14 @@ def _markdown(r: dict[str, Any], out: Path) -> str:
               f"each frame's posterior-mode reward features after sequence alignment of the last {d['history']} frames "
               f"against the 17-step target (8-step alignment window), reset frames excluded, mean over all steps of all "
               f"episodes of b. The criterion (issue): the diagonal entry exceeds every other entry of its row.", "",
-              f"**{passed} of {len(tasks)} rows pass" + (" — all rows pass.**" if d["all_rows_pass"] else ".**"), "",
+              (f"**{passed} of {len(tasks)} rows pass" + (" — all rows pass.**" if d["all_rows_pass"] else ".**")
+               if len(tasks) > 1 else "**One in-distribution task: there is no pair of tasks to compare; the random "
+               "column is the check.**"), "",
               _md_table(header, rows), "",
+              *([f"Random episodes: {d['random_episodes']} episodes of 1000 frames of uniform random actions (seeds "
+                 "10000..), rendered like the training data and scored the same way; "
+                 f"{sum(d['beats_random'].values())} of {len(tasks)} targets score their own task's episodes higher.",
+                 ""] if rnd else []),
               "![discrimination matrix](discrimination.png)", "",
               "Columns (does each task's own clip score its episodes highest?): "
               + ", ".join(f"{b}: {'yes' if ok else 'no'}" for b, ok in d["column_check"].items()) + ". "
