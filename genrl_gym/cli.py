@@ -323,8 +323,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                           run_dir=args.run, random_episodes=args.random_episodes)
     d = result["discrimination"]
     beats = d.get("beats_random") or {}
-    print(f"report: {Path(args.out) / 'REPORT.md'}; discrimination rows passing: "
-          f"{sum(d['row_check'].values())}/{len(d['tasks'])} ({', '.join(f'{k}: {v}' for k, v in d['row_check'].items())})"
+    rows = (f"discrimination rows passing: {sum(d['row_check'].values())}/{len(d['tasks'])} "
+            f"({', '.join(f'{k}: {v}' for k, v in d['row_check'].items())})" if len(d["tasks"]) > 1
+            else "one task: no task pairs to discriminate")
+    print(f"report: {Path(args.out) / 'REPORT.md'}; {rows}"
           + (f"; own task above random episodes: {sum(beats.values())}/{len(beats)}" if beats else ""))
     return 0
 

@@ -11,7 +11,7 @@ from genrl_gym.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("domain,task,shipped", [("walker", "stand", True), ("cheetah", "run", False)])
+@pytest.mark.parametrize("domain,task,shipped", [("walker", "stand", True), ("stickman", "stand", False)])
 def test_demo_writes_a_complete_report(tmp_path: Path, domain: str, task: str, shipped: bool) -> None:
     out = tmp_path / "demo"
     cfg = DemoConfig(domain=domain, task=task, out=str(out), agent_seconds=3, sb3_seconds=3, seeds=(0, 1),
