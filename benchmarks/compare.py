@@ -226,6 +226,25 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pivot(summary: dict[str, Any]) -> str:
+    """Markdown: methods x tasks, each cell the normalised score (mean ± std over training seeds)."""
+    tasks = list(summary)
+    methods = [m for m in METHODS if any(m in summary[t]["methods"] for t in tasks)]
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for m in methods:
+        cells = []
+        for t in tasks:
+            r = summary[t]["methods"].get(m)
+            if r is None:
+                cells.append("-")
+            elif r["normalized_mean"] is None:
+                cells.append(f"{r['mean']:.1f}")
+            else:
+                cells.append(f"{r['normalized_mean']:.3f} ± {r['normalized_std']:.3f} ({r['mean']:.0f})")
+        lines.append(f"| {METHODS[m]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(summary: dict[str, Any], path: Path, title: str) -> None:
     """Grouped bars: normalised true score per task and method, error bars = std over training seeds."""
     import matplotlib
@@ -313,7 +332,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "offline_data": args.offline_data, "methods": {m: METHODS[m] for m in methods},
                "jobs": [done[k] for k in sorted(done) if k[0] in tasks and k[1] in methods and k[2] in args.seeds]}
     name = args.name or f"compare_{args.domain}"
-    md = table(summary)
+    md = ("Normalised true score, mean ± std over training seeds (mean true return):\n\n" + pivot(summary)
+          + "\n\nPer task and method:\n\n" + table(summary))
     notes = (f"Every learner trains for {args.seconds:.0f} s of wall time at one torch thread "
              f"({args.workers} job(s) at a time on this machine), from the task's shipped video prompt, with the "
              f"`{model}` world model; training seeds {args.seeds}; each trained learner is evaluated on "
