@@ -202,3 +202,14 @@ def test_bad_actions() -> None:
     env.close()
     with pytest.raises(RuntimeError, match="closed"):
         env.reset()
+
+
+def test_render_env_kwargs_keeps_only_set_render_settings() -> None:
+    from genrl_gym.envs import render_env_kwargs
+
+    settings = {"image_size": 64, "camera_id": None, "render_quality": "fast", "domain": "walker", "action_repeat": 2}
+    assert render_env_kwargs(settings) == {"image_size": 64, "render_quality": "fast", "action_repeat": 2}
+    assert render_env_kwargs(None) == {}
+    env = make_pixel_env("walker", "stand", episode_frames=4, **render_env_kwargs(settings))
+    assert env.observation_space["image"].shape == (64, 64, 3)
+    env.close()

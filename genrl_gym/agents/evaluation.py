@@ -17,8 +17,6 @@ import numpy as np
 
 __all__ = ["evaluate_task_return"]
 
-_ENV_SETTINGS = ("image_size", "camera_id", "render_quality", "action_repeat")
-
 
 def _act_fn(agent_or_policy: Any, deterministic: bool) -> Callable[[dict[str, np.ndarray], Any, bool], tuple[np.ndarray, Any]]:
     """Uniform ``act(obs, state, episode_start) -> (action [A], state)`` over SB3-style and plain callables."""
@@ -58,17 +56,14 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
         (the table's constants are 1000-frame returns) and tasks that have constants.
     """
     import genrl_gym  # noqa: F401  (render guard before dm_control renders)
-    from genrl_gym.envs import get_task, make_pixel_env
+    from genrl_gym.envs import get_task, make_pixel_env, render_env_kwargs
 
     spec = get_task(domain, task)
     seeds = list(range(n_episodes)) if seeds is None else [int(s) for s in seeds]
     if not seeds:
         raise ValueError("evaluate_task_return needs at least one episode: n_episodes >= 1 or a non-empty seeds list")
-    kwargs: dict[str, Any] = {}
     world_model = getattr(agent_or_policy, "world_model", None)
-    settings = getattr(world_model, "render_settings", None) or {}
-    kwargs.update({k: v for k, v in settings.items() if k in _ENV_SETTINGS and v is not None})
-    kwargs.update(env_kwargs or {})
+    kwargs = {**render_env_kwargs(getattr(world_model, "render_settings", None)), **(env_kwargs or {})}
     act = _act_fn(agent_or_policy, deterministic)
     env = make_pixel_env(domain, task, episode_frames=episode_frames, **kwargs)
     returns, lengths, frames = [], [], []

@@ -18,6 +18,7 @@ same; the floor loses the walker's mirror image and shadow). The setting is part
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium
@@ -243,6 +244,19 @@ class PixelEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         if self.proprio:
             obs["proprio"] = np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in dm_obs.values()])
         return obs
+
+
+#: ``make_pixel_env`` arguments a world model records in its ``render_settings`` (how its training frames were made).
+RENDER_SETTING_KEYS = ("image_size", "camera_id", "render_quality", "action_repeat")
+
+
+def render_env_kwargs(render_settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``make_pixel_env`` keyword arguments that render frames as a world model's training data were rendered.
+
+    :param render_settings: a model's ``render_settings`` (e.g. ``MFWM.render_settings``; None gives ``{}``).
+    :return: the entries of :data:`RENDER_SETTING_KEYS` that are set (not None).
+    """
+    return {k: v for k, v in (render_settings or {}).items() if k in RENDER_SETTING_KEYS and v is not None}
 
 
 def make_pixel_env(domain: str, task: str, *, image_size: int = 64, action_repeat: int = 2, proprio: bool = False,

@@ -141,10 +141,9 @@ def random_episode_frames(model: MFWM, task: str, episodes: int, *, episode_fram
                           first_seed: int = 10_000) -> list[np.ndarray]:
     """Frames ``uint8 [T, S, S, 3]`` of ``episodes`` episodes of uniform random actions, rendered with the model's
     settings (the task only picks the env; its reward is not used)."""
-    from genrl_gym.envs import make_pixel_env
+    from genrl_gym.envs import make_pixel_env, render_env_kwargs
 
-    settings = {k: v for k, v in (model.render_settings or {}).items()
-                if k in ("image_size", "camera_id", "render_quality", "action_repeat") and v is not None}
+    settings = render_env_kwargs(model.render_settings)
     out = []
     for i in range(episodes):
         env = make_pixel_env(model.domain, task, episode_frames=episode_frames, seed=first_seed + i, **settings)
