@@ -52,12 +52,15 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, results: dict[str, Any], table: str, notes: str = "") -> Path:
-    """Write ``results/<name>.json`` (results + machine) and ``results/<name>.md`` (title, machine, table, notes)."""
+def write_results(name: str, results: dict[str, Any], table: str, notes: str = "",
+                  results_dir: Path | None = None) -> Path:
+    """Write ``<name>.json`` (results + machine) and ``<name>.md`` (title, machine, table, notes) into ``results_dir``
+    (default ``benchmarks/results``)."""
     machine = machine_info()
     payload = {"benchmark": name, "machine": machine, "results": results}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_write(RESULTS / f"{name}.json", "w") as f:
+    out = RESULTS if results_dir is None else Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / f"{name}.json", "w") as f:
         json.dump(payload, f, indent=2, sort_keys=True, default=str)
     gpu = machine["gpu"] or "no GPU"
     md = (f"# {name}\n\nMachine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {gpu}; "
@@ -65,6 +68,6 @@ def write_results(name: str, results: dict[str, Any], table: str, notes: str = "
           f"{table.strip()}\n")
     if notes:
         md += f"\n{notes.strip()}\n"
-    with atomic_write(RESULTS / f"{name}.md", "w") as f:
+    with atomic_write(out / f"{name}.md", "w") as f:
         f.write(md)
-    return RESULTS / f"{name}.json"
+    return out / f"{name}.json"

@@ -50,36 +50,6 @@ PPO_KWARGS: dict[str, Any] = {"n_steps": 128, "batch_size": 128, "n_epochs": 4, 
 N_ENVS = 4
 
 
-class _VecSelectKey:
-    """VecEnvWrapper factory: a Dict-observation VecEnv -> its ``key`` entry (terminal observations too)."""
-
-    def __new__(cls, venv: Any, key: str) -> Any:
-        from stable_baselines3.common.vec_env import VecEnvWrapper
-
-        class VecSelectKey(VecEnvWrapper):
-            def __init__(self) -> None:
-                super().__init__(venv, observation_space=venv.observation_space.spaces[key])
-
-            def reset(self) -> Any:
-                return self.venv.reset()[key]
-
-            def step_wait(self) -> Any:
-                obs, rewards, dones, infos = self.venv.step_wait()
-                for info in infos:
-                    if "terminal_observation" in info:
-                        info["terminal_observation"] = info["terminal_observation"][key]
-                return obs[key], rewards, dones, infos
-
-        return VecSelectKey()
-
-
-def _env_kwargs(model: Any) -> dict[str, Any]:
-    """The world model's render settings, so that every pixel policy sees the frames the model was trained on."""
-    settings = getattr(model, "render_settings", None) or {}
-    return {k: settings[k] for k in ("image_size", "camera_id", "render_quality", "action_repeat")
-            if settings.get(k) is not None}
-
-
 def _venv(domain: str, task: str, seed: int, env_kwargs: dict[str, Any], *, proprio: bool, pixels: bool) -> Any:
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -96,6 +66,7 @@ def run_job(domain: str, task: str, method: str, seed: int, seconds: float, mode
 
     import genrl_gym  # noqa: F401  (render guard, ids)
     from genrl_gym.agents import GenRLAgent, evaluate_task_return
+    from genrl_gym.envs import render_env_kwargs
     from genrl_gym.model_store import resolve_model
     from genrl_gym.utils import set_seed
     from genrl_gym.wrappers.callbacks import WallClockBudget
@@ -103,7 +74,7 @@ def run_job(domain: str, task: str, method: str, seed: int, seconds: float, mode
     torch.set_num_threads(1)
     set_seed(seed)
     model = resolve_model(model_name, domain=domain)
-    kw = _env_kwargs(model)
+    kw = render_env_kwargs(model.render_settings)  # every pixel policy sees the frames the model was trained on
     budget = WallClockBudget(seconds)
     record: dict[str, Any] = {"domain": domain, "task": task, "method": method, "seed": seed, "seconds": seconds}
     if method == "random":
@@ -128,11 +99,11 @@ def run_job(domain: str, task: str, method: str, seed: int, seconds: float, mode
     else:
         from stable_baselines3 import PPO
 
-        from genrl_gym.wrappers import VecEmbeddingSimilarityReward, VecGenRLReward
+        from genrl_gym.wrappers import VecEmbeddingSimilarityReward, VecGenRLReward, VecSelectKey
 
         policy_obs = "proprio" if method in ("sb3_genrl_proprio", "sb3_true") else "pixels"
         if method == "sb3_true":
-            venv = _VecSelectKey(_venv(domain, task, seed, kw, proprio=True, pixels=False), "proprio")
+            venv = VecSelectKey(_venv(domain, task, seed, kw, proprio=True, pixels=False), "proprio")
         elif method == "sb3_embedding":
             from genrl_gym.vlm.base import VLMIdentity
 
@@ -143,7 +114,7 @@ def run_job(domain: str, task: str, method: str, seed: int, seconds: float, mode
             venv = VecGenRLReward(_venv(domain, task, seed, kw, proprio=policy_obs == "proprio", pixels=True), model,
                                   prompt, domain=domain)
             if policy_obs == "proprio":
-                venv = _VecSelectKey(venv, "proprio")
+                venv = VecSelectKey(venv, "proprio")
         policy = "MlpPolicy" if policy_obs == "proprio" else "MultiInputPolicy"
         learner = PPO(policy, venv, seed=seed, verbose=0, tensorboard_log=tb_dir, device="cpu",
                       policy_kwargs={"log_std_init": -0.5}, **PPO_KWARGS)
@@ -345,16 +316,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              f"{args.seconds:.0f}" + (f" --offline-data {args.offline_data}" if args.offline_data else "") + "`\n\n"
              f"![normalised scores]({name}.png)")
     results_dir = Path(args.results_dir) if args.results_dir else RESULTS
-    if args.results_dir:  # tests write elsewhere; write_results always targets benchmarks/results
-        results_dir.mkdir(parents=True, exist_ok=True)
-        from genrl_gym.utils import atomic_write
-
-        with atomic_write(results_dir / f"{name}.json", "w") as fh:
-            json.dump(results, fh, indent=2, default=str)
-        with atomic_write(results_dir / f"{name}.md", "w") as fh:
-            fh.write(md + "\n\n" + notes + "\n")
-    else:
-        write_results(name, results, md, notes)
+    write_results(name, results, md, notes, results_dir)
     plot(summary, results_dir / f"{name}.png", f"{args.domain}: true score after {args.seconds:.0f} s of training "
                                                  f"(mean ± std over {len(args.seeds)} seeds)")
     print(md)

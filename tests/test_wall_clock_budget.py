@@ -11,30 +11,14 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
 from genrl_gym.envs import make_pixel_env
-from genrl_gym.wrappers import WallClockBudget
+from genrl_gym.wrappers import VecSelectKey, WallClockBudget
 
 
 def test_stops_ppo_and_records_true_episode_returns() -> None:
     venv = make_vec_env(lambda: make_pixel_env("walker", "stand", proprio=True, pixels=False, episode_frames=40),
                         n_envs=2, seed=0)
-    from stable_baselines3.common.vec_env import VecEnvWrapper
-
-    class Proprio(VecEnvWrapper):  # PPO on the state only
-        def __init__(self, v):
-            super().__init__(v, observation_space=v.observation_space["proprio"])
-
-        def reset(self):
-            return self.venv.reset()["proprio"]
-
-        def step_wait(self):
-            o, r, d, i = self.venv.step_wait()
-            for info in i:
-                if "terminal_observation" in info:
-                    info["terminal_observation"] = info["terminal_observation"]["proprio"]
-            return o["proprio"], r, d, i
-
     budget = WallClockBudget(1.5)
-    model = PPO("MlpPolicy", Proprio(venv), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model = PPO("MlpPolicy", VecSelectKey(venv, "proprio"), n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
     t0 = time.time()
     model.learn(10**9, callback=budget)
     took = time.time() - t0
@@ -62,3 +46,9 @@ def test_stops_genrl_agent_and_records_imagined_reward(tmp_path: Path) -> None:
 def test_rejects_non_positive_budget() -> None:
     with pytest.raises(ValueError, match="seconds"):
         WallClockBudget(0)
+
+
+def test_select_key_names_the_missing_entry() -> None:
+    venv = make_vec_env(lambda: make_pixel_env("walker", "stand", episode_frames=4), n_envs=1)
+    with pytest.raises(KeyError, match="proprio=True"):
+        VecSelectKey(venv, "proprio")

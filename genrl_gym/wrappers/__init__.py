@@ -3,8 +3,8 @@
 embeddings of the last frames and the prompt), plus SB3 callbacks (logging, wall-time budget).
 
 The SB3 names (:class:`VecGenRLReward`, :class:`VecEmbeddingSimilarityReward`, :class:`GenRLLogCallback`,
-:class:`WallClockBudget`) are imported on first use so that ``import genrl_gym.wrappers`` does not import
-Stable-Baselines3.
+:class:`WallClockBudget`, :class:`VecSelectKey`) are imported on first use so that ``import genrl_gym.wrappers`` does
+not import Stable-Baselines3.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = [
     "LatentRewardScorer",
     "VecEmbeddingSimilarityReward",
     "VecGenRLReward",
+    "VecSelectKey",
     "WallClockBudget",
 ]
 
@@ -29,6 +30,10 @@ def __getattr__(name: str) -> Any:
         from genrl_gym.wrappers.vec_reward import VecGenRLReward
 
         return VecGenRLReward
+    if name == "VecSelectKey":
+        from genrl_gym.wrappers.vec_select import VecSelectKey
+
+        return VecSelectKey
     if name == "VecEmbeddingSimilarityReward":
         from genrl_gym.wrappers.embedding_reward import VecEmbeddingSimilarityReward
 
