@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     eval_seeds = list(range(args.eval_seeds))
     model = args.model or args.domain
     jobs = [(t, s) for t in args.tasks for s in args.seeds]
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    # spawn, not fork: a forked child of a process that holds torch/OpenMP or EGL threads can deadlock on their locks
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
                                        None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif", args.preset,
                                        eval_seeds, args.video_dir) for t, s in jobs}

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import time
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -282,7 +283,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     done = load_jobs(log_path)
     todo = [(t, m, s) for t in tasks for s in args.seeds for m in methods if (t, m, s) not in done]
     print(f"{len(done)} jobs done, {len(todo)} to run ({args.seconds:.0f} s budget each) -> {log_path}")
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    # spawn, not fork: a forked child of a process that holds torch/OpenMP or EGL threads can deadlock on their locks
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_job, args.domain, t, m, s, args.seconds, model, str(example(args.domain, t)),
                                args.offline_data, eval_seeds, args.preset, str(run_dir / "tb")) for t, m, s in todo]
         for i, f in enumerate(futures):
