@@ -103,6 +103,13 @@ def cmd_train_mfwm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_pair(text: str) -> tuple[str, str]:
+    task, sep, source = text.partition("=")
+    if not sep or not task or not source:
+        raise argparse.ArgumentTypeError(f"expected TASK=SOURCE (e.g. walk=stand), got {text!r}")
+    return task, source
+
+
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from genrl_gym.training.experts import ExpertConfig
     from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
@@ -110,7 +117,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     cfg = PipelineConfig(domain=args.domain, preset=args.preset, vlm=args.vlm, mfwm_steps=args.steps,
                          tasks=tuple(args.tasks or ()), episodes_per_stage=args.episodes_per_stage,
                          random_episodes=args.random_episodes, seed=args.seed, device=args.device,
-                         expert=ExpertConfig(total_steps=args.expert_steps, seed=args.seed))
+                         expert=ExpertConfig(total_steps=args.expert_steps, seed=args.seed),
+                         warm_start=dict(args.warm_start or ()))
     _write_config(args.out, "pipeline", args)
     run_pipeline(args.out, cfg, until=args.until)
     print(f"pipeline finished up to '{args.until}': {args.out}")
@@ -383,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--tasks", nargs="*", help="tasks with expert data (default: the in-distribution tasks)")
     pl.add_argument("--steps", type=_positive(), default=20_000, help="world-model updates")
     pl.add_argument("--expert-steps", type=_positive(), default=1_000_000, help="PPO steps per task expert")
+    pl.add_argument("--warm-start", nargs="*", type=_task_pair, metavar="TASK=SOURCE",
+                    help="expert curriculum: TASK's expert starts from SOURCE's final stage, e.g. walk=stand run=walk")
     pl.add_argument("--episodes-per-stage", type=_positive(), default=6)
     pl.add_argument("--random-episodes", type=int, default=24)
     pl.add_argument("--until", default="clips", choices=["experts", "collect", "embed", "train", "clips"])

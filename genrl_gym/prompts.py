@@ -48,8 +48,6 @@ MAX_PROMPT_CHARS = 300  # CLIP-style text towers read <= 77 tokens; longer text 
 MIN_VIDEO_FRAMES = 8  # one VLM window
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webm", ".avi", ".mov", ".mkv", ".m4v")
 
-PRETRAINED = Path(__file__).resolve().parent / "pretrained"
-
 _CACHE: weakref.WeakKeyDictionary[MFWM, dict[tuple[Any, ...], TargetTrajectory]] = weakref.WeakKeyDictionary()
 
 
@@ -299,9 +297,11 @@ def write_video(frames: np.ndarray | Tensor, path: str | os.PathLike[str], fps: 
 def list_examples(domain: str | None = None) -> dict[tuple[str, str], Path]:
     """Shipped prompt clips ``{(domain, task): path}`` found under ``genrl_gym/pretrained/<domain>/prompts/<task>.<ext>``
     (ext gif, mp4 or webm; the first in that order wins), of one ``domain`` or all."""
+    from genrl_gym import model_store  # one place for where shipped models live
+
     found: dict[tuple[str, str], Path] = {}
     for suffix in (".gif", ".mp4", ".webm"):
-        for path in sorted(PRETRAINED.glob(f"{domain or '*'}/prompts/*{suffix}")):
+        for path in sorted(model_store.PRETRAINED_DIR.glob(f"{domain or '*'}/prompts/*{suffix}")):
             found.setdefault((path.parent.parent.name, path.stem), path)
     return found
 

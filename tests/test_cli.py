@@ -65,6 +65,12 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path, capsys: pytest.CaptureF
         main(["collect", "--domain", "walker", "--task", "stand", "--out", str(tmp_path), "--episodes", "0"])
     with pytest.raises(SystemExit):
         main(["no-such-command"])
+    with pytest.raises(SystemExit):
+        main(["pipeline", "--out", str(tmp_path / "p"), "--warm-start", "walk"])
+    assert "TASK=SOURCE" in capsys.readouterr().err
+    assert main(["pipeline", "--domain", "walker", "--out", str(tmp_path / "p"), "--warm-start", "stand=walk"]) == 2
+    assert "warm start stand=walk" in capsys.readouterr().err
+    assert not (tmp_path / "p" / "experts").exists()
 
 
 def test_bench_names_and_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:

@@ -83,7 +83,6 @@ def test_exported_folder_is_what_names_resolve_to(run: Path, tmp_path: Path, mon
     pretrained = tmp_path / "pretrained"
     export_model(run, "walker", pretrained / "walker")
     monkeypatch.setattr(model_store, "PRETRAINED_DIR", pretrained)
-    monkeypatch.setattr(prompts, "PRETRAINED", pretrained)
     monkeypatch.setenv("GENRL_HOME", str(tmp_path / "empty-home"))
     model_store.clear_model_cache()
     path, source = model_store.resolve_model_path("walker")

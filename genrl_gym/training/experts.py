@@ -73,11 +73,16 @@ def stage_paths(out_dir: str | Path, config: ExpertConfig) -> list[Path]:
 
 
 def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConfig | None = None, *,
-                 progress: bool = True, tensorboard_log: str | None = None) -> list[Path]:
+                 progress: bool = True, tensorboard_log: str | None = None,
+                 init_from: str | Path | None = None) -> list[Path]:
     """Train (or resume) an SB3 PPO policy on the proprioception of ``domain``/``task``; keep stage checkpoints.
 
     :param out_dir: where ``stage-*.zip`` (+ ``stage-*.vecnorm.pkl``) and ``config.json`` go.
     :param config: budget and PPO settings (default :class:`ExpertConfig`).
+    :param init_from: a stage checkpoint of another task of the same domain to start from (a curriculum: walker walk
+        started from a standing policy learns an upright gait, from scratch PPO settles into a crouched shuffle).
+        Its policy weights and observation statistics come along; PPO settings, optimiser, step count and reward
+        statistics are this task's own, so the stages count this task's training steps.
     :return: paths of the stage checkpoints, in training order. Stages already on disk are not retrained: the
         run resumes from the latest one.
     """
@@ -89,7 +94,8 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "config.json", "w") as f:
-        json.dump({"domain": domain, "task": task, **asdict(config)}, f, indent=2)
+        json.dump({"domain": domain, "task": task, **asdict(config),
+                   "init_from": None if init_from is None else str(init_from)}, f, indent=2)
     paths = stage_paths(out, config)
     done = [p for p in paths if p.exists() and _vecnorm_path(p).exists()]
     if len(done) == len(paths):
@@ -104,8 +110,18 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
         log.info("resuming expert %s_%s from %s", domain, task, last)
     else:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=config.ppo_kwargs.get("gamma", 0.99))
+        if init_from is not None:
+            init = Path(init_from)
+            if not init.exists() or not _vecnorm_path(init).exists():
+                raise FileNotFoundError(f"expert warm start {init} (or its {_vecnorm_path(init).name}) does not exist; "
+                                        "train that task's expert first")
+            with open(_vecnorm_path(init), "rb") as f:
+                venv.obs_rms = pickle.load(f)["obs_rms"]
         model = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0, tensorboard_log=tensorboard_log,
                     **config.ppo_kwargs)
+        if init_from is not None:  # the source's weights, this task's PPO settings and a fresh optimiser
+            model.policy.load_state_dict(PPO.load(str(init), device="cpu").policy.state_dict())
+            log.info("expert %s_%s starts from %s", domain, task, init)
     for path, fraction in zip(paths, config.stages):
         if path in done:
             continue

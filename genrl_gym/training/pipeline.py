@@ -46,6 +46,9 @@ class PipelineConfig:
     mfwm_steps: int = 20_000
     """World-model updates."""
     expert: ExpertConfig = field(default_factory=ExpertConfig)
+    warm_start: dict[str, str] = field(default_factory=dict)
+    """Expert curriculum ``{task: source task}``: the task's expert starts from the final stage of the source task's
+    expert (which must come earlier in ``tasks``). Walker: ``{"walk": "stand", "run": "walk"}``."""
     episodes_per_stage: int = 6
     """Pixel episodes per (task, expert stage)."""
     random_episodes: int = 24
@@ -86,6 +89,10 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
         get_task(config.domain, t)  # clear error for unknown tasks before hours of work
     if not tasks:
         raise ValueError(f"domain {config.domain!r} has no in-distribution tasks; pass tasks=(...)")
+    for task, source in config.warm_start.items():
+        if task not in tasks or source not in tasks or tasks.index(source) >= tasks.index(task):
+            raise ValueError(f"warm start {task}={source}: both must be expert tasks {tasks} and {source!r} must come "
+                             f"before {task!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "pipeline.json", "w") as f:
@@ -95,8 +102,10 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
     # 1. experts ------------------------------------------------------------------------------------------------------
     stages: dict[str, list[Path]] = {}
     for task in tasks:
+        source = config.warm_start.get(task)
         stages[task] = train_expert(config.domain, task, out / "experts" / task, config.expert, progress=progress,
-                                    tensorboard_log=str(out / "tb"))
+                                    tensorboard_log=str(out / "tb"),
+                                    init_from=stages[source][-1] if source else None)
     if last == 0:
         return out
 
@@ -114,7 +123,8 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
             collect(task=task, policy=policy, store=data, num_episodes=config.episodes_per_stage, source=tag,
                     seed=config.seed + 1000 * (ti + 1) + 100 * si, **common)
             recipe["sources"].append({"source": tag, "task": task, "episodes": config.episodes_per_stage,
-                                      "action_noise": config.action_noise})
+                                      "action_noise": config.action_noise,
+                                      "expert_warm_start": config.warm_start.get(task)})
         final = SB3Policy(ExpertPolicy(stages[task][-1]), obs_key="proprio", noise_std=config.action_noise / 2,
                           seed=config.seed + 999, tag=f"heldout:{task}")
         collect(task=task, policy=final, store=heldout, num_episodes=config.heldout_episodes, source=f"heldout:{task}",

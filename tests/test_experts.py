@@ -1,0 +1,81 @@
+"""Task experts for the MFWM data (genrl_gym.training.experts) and the pipeline's expert curriculum."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genrl_gym.training.experts import ExpertConfig, ExpertPolicy, train_expert
+from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
+
+
+def tiny_config(learning_rate: float = 3e-4) -> ExpertConfig:
+    return ExpertConfig(total_steps=128, stages=(0.5, 1.0), n_envs=2, seed=0, ppo_kwargs={
+        "n_steps": 32, "batch_size": 32, "n_epochs": 1, "learning_rate": learning_rate,
+        "policy_kwargs": {"net_arch": [16]}})
+
+
+def policy_params(stage: Path) -> list[torch.Tensor]:
+    from stable_baselines3 import PPO
+
+    return [p.detach().clone() for p in PPO.load(str(stage), device="cpu").policy.parameters()]
+
+
+def test_stages_are_written_and_a_finished_expert_is_not_retrained(tmp_path: Path) -> None:
+    stages = train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False)
+    assert [p.name for p in stages] == ["stage-00000064.zip", "stage-00000128.zip"]
+    assert all(p.exists() and p.with_suffix(".vecnorm.pkl").exists() for p in stages)
+    before = [p.stat().st_mtime_ns for p in stages]
+    assert train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False) == stages
+    assert [p.stat().st_mtime_ns for p in stages] == before
+    # a stage acts on raw proprioception (24 walker observations -> 6 actions in [-1, 1])
+    action, _ = ExpertPolicy(stages[-1]).predict(np.zeros((3, 24), np.float32), deterministic=True)
+    assert action.shape == (3, 6) and np.abs(action).max() <= 1.0
+
+
+def test_warm_start_begins_from_the_source_policy(tmp_path: Path) -> None:
+    source = train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False)[-1]
+    # learning rate 0: a warm-started expert keeps the source's weights exactly; a scratch one does not have them
+    warm = train_expert("walker", "walk", tmp_path / "walk", tiny_config(0.0), progress=False, init_from=source)
+    scratch = train_expert("walker", "walk", tmp_path / "walk-scratch", tiny_config(0.0), progress=False)
+    src = policy_params(source)
+    assert all(torch.equal(a, b) for a, b in zip(src, policy_params(warm[-1])))
+    assert not all(torch.equal(a, b) for a, b in zip(src, policy_params(scratch[-1])))
+    # stages count the task's own steps, and the warm start is recorded
+    assert [p.name for p in warm] == ["stage-00000064.zip", "stage-00000128.zip"]
+    assert json.loads((tmp_path / "walk" / "config.json").read_text())["init_from"] == str(source)
+
+
+def test_warm_start_from_a_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="train that task's expert first"):
+        train_expert("walker", "walk", tmp_path / "walk", tiny_config(), progress=False,
+                     init_from=tmp_path / "nope.zip")
+
+
+@pytest.mark.parametrize("warm_start", [{"stand": "walk"}, {"walk": "jump"}, {"walk": "walk"}])
+def test_pipeline_refuses_a_curriculum_out_of_order_before_any_work(tmp_path: Path, warm_start: dict) -> None:
+    cfg = PipelineConfig(domain="walker", tasks=("stand", "walk"), expert=tiny_config(), warm_start=warm_start)
+    with pytest.raises(ValueError, match="warm start"):
+        run_pipeline(tmp_path / "run", cfg, until="experts", progress=False)
+    assert not (tmp_path / "run" / "experts").exists()
+
+
+@pytest.mark.slow
+def test_pipeline_collects_expert_and_random_data_and_records_the_recipe(tmp_path: Path) -> None:
+    cfg = PipelineConfig(domain="walker", tasks=("stand", "walk"), expert=tiny_config(), warm_start={"walk": "stand"},
+                         episodes_per_stage=1, random_episodes=1, heldout_episodes=1, episode_frames=40, num_envs=1,
+                         vectorization="sync")
+    out = run_pipeline(tmp_path / "run", cfg, until="collect", progress=False)
+    recipe = json.loads((out / "recipe.json").read_text())
+    sources = {s["source"]: s for s in recipe["sources"]}
+    assert set(sources) == {"expert:stand:stage-00000064", "expert:stand:stage-00000128",
+                            "expert:walk:stage-00000064", "expert:walk:stage-00000128", "random"}
+    assert sources["expert:walk:stage-00000128"]["expert_warm_start"] == "stand"
+    assert sources["expert:stand:stage-00000064"]["expert_warm_start"] is None
+    assert recipe["episodes"] == 5 and recipe["heldout_episodes"] == 2
+    walk_cfg = json.loads((out / "experts" / "walk" / "config.json").read_text())
+    assert walk_cfg["init_from"].endswith("stand/stage-00000128.zip")
