@@ -196,3 +196,20 @@ def test_clear_errors_for_missing_or_corrupt_runs(run: Path, tmp_path: Path, cap
     with pytest.raises(CheckpointError, match="domain 'walker'.*'cheetah'"):
         export_model(half, "cheetah", tmp_path / "d")
     assert not (tmp_path / "d" / "model.pt").exists()
+
+
+def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
+    import shlex
+    from dataclasses import asdict
+
+    from genrl_gym.cli import build_parser
+    from genrl_gym.training.export import _reproduce_command
+    from genrl_gym.training.experts import ExpertConfig
+    from genrl_gym.training.pipeline import PipelineConfig
+
+    cfg = PipelineConfig(domain="walker", preset="cpu", mfwm_steps=12000, expert=ExpertConfig(total_steps=400000),
+                         warm_start={"walk": "stand", "run": "walk"}, random_episodes=24)
+    command = _reproduce_command(json.loads(json.dumps(asdict(cfg))), "walker")
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.domain, args.preset, args.steps, args.expert_steps) == ("walker", "cpu", 12000, 400000)
+    assert dict(args.warm_start) == {"walk": "stand", "run": "walk"} and args.random_episodes == 24

@@ -242,5 +242,7 @@ def _reproduce_command(pipeline: dict[str, Any] | None, domain: str) -> str:
             parts.append(f"{flag} {pipeline[key]}")
     if pipeline.get("tasks"):
         parts.append("--tasks " + " ".join(pipeline["tasks"]))
+    if pipeline.get("warm_start"):
+        parts.append("--warm-start " + " ".join(f"{t}={s}" for t, s in pipeline["warm_start"].items()))
     parts.append(f"--out runs/{domain}-pipeline")
     return " ".join(parts)
