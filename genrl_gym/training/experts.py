@@ -100,6 +100,10 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
     done = [p for p in paths if p.exists() and _vecnorm_path(p).exists()]
     if len(done) == len(paths):
         return paths
+    init = None if done or init_from is None else Path(init_from)  # a resumed expert continues from its own stage
+    if init is not None and not (init.exists() and _vecnorm_path(init).exists()):
+        raise FileNotFoundError(f"expert warm start {init} (or its {_vecnorm_path(init).name}) does not exist; "
+                                "train that task's expert first")
 
     venv = make_vec_env(make_proprio_env, n_envs=config.n_envs, seed=config.seed,
                         env_kwargs={"domain": domain, "task": task})
@@ -110,16 +114,11 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
         log.info("resuming expert %s_%s from %s", domain, task, last)
     else:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=config.ppo_kwargs.get("gamma", 0.99))
-        if init_from is not None:
-            init = Path(init_from)
-            if not init.exists() or not _vecnorm_path(init).exists():
-                raise FileNotFoundError(f"expert warm start {init} (or its {_vecnorm_path(init).name}) does not exist; "
-                                        "train that task's expert first")
-            with open(_vecnorm_path(init), "rb") as f:
-                venv.obs_rms = pickle.load(f)["obs_rms"]
         model = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0, tensorboard_log=tensorboard_log,
                     **config.ppo_kwargs)
-        if init_from is not None:  # the source's weights, this task's PPO settings and a fresh optimiser
+        if init is not None:  # the source's weights and observation statistics; this task's PPO settings, optimiser
+            with open(_vecnorm_path(init), "rb") as f:
+                venv.obs_rms = pickle.load(f)["obs_rms"]
             model.policy.load_state_dict(PPO.load(str(init), device="cpu").policy.state_dict())
             log.info("expert %s_%s starts from %s", domain, task, init)
     for path, fraction in zip(paths, config.stages):
