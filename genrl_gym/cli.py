@@ -269,9 +269,18 @@ def _evaluate(policy: Any, domain: str, task: str, episodes: int, video: Path, *
               prompt: str | None = None, model: str | None = None, out: Path | None = None,
               episode_frames: int = 1000) -> int:
     from genrl_gym.agents import evaluate_task_return
+    from genrl_gym.training.experts import ExpertPolicy
 
     seeds = list(range(seed, seed + episodes))
-    ev = evaluate_task_return(policy, domain, task, seeds=seeds, video_path=video, episode_frames=episode_frames)
+    env_kwargs = None
+    if isinstance(policy, ExpertPolicy):  # a pipeline expert stage reads proprioception, not pixels
+        if prompt is not None:
+            raise GenRLError("--prompt: the GenRL score needs a pixel policy; an expert stage reads proprioception")
+        expert = policy
+        policy = lambda obs: expert.predict(obs["proprio"][None], deterministic=True)[0][0]  # noqa: E731
+        env_kwargs = {"proprio": True}
+    ev = evaluate_task_return(policy, domain, task, seeds=seeds, video_path=video, episode_frames=episode_frames,
+                              env_kwargs=env_kwargs)
     norm = ev["normalized_mean"]
     print(f"{domain} {task}: true return {ev['mean']:.1f} +- {ev['std']:.1f} over seeds {seeds}"
           + ("" if norm is None else f", normalised {norm:.3f}") + f"; rollout video {ev['video_path']}")

@@ -79,3 +79,16 @@ def test_pipeline_collects_expert_and_random_data_and_records_the_recipe(tmp_pat
     assert recipe["episodes"] == 5 and recipe["heldout_episodes"] == 2
     walk_cfg = json.loads((out / "experts" / "walk" / "config.json").read_text())
     assert walk_cfg["init_from"].endswith("stand/stage-00000128.zip")
+
+
+def test_cli_evaluates_an_expert_stage_on_proprioception(tmp_path: Path) -> None:
+    from genrl_gym.cli import main
+
+    stage = train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False)[-1]
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--agent", str(stage), "--domain", "walker", "--task", "stand", "--episodes", "2",
+                 "--episode-frames", "20", "--out", str(out)]) == 0
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert ev["seeds"] == [0, 1] and ev["lengths"] == [10, 10] and all(np.isfinite(ev["returns"]))
+    assert main(["evaluate", "--agent", str(stage), "--domain", "walker", "--task", "stand", "--prompt", "x.gif",
+                 "--out", str(out)]) == 2
