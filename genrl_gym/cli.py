@@ -116,7 +116,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     cfg = PipelineConfig(domain=args.domain, preset=args.preset, vlm=args.vlm, mfwm_steps=args.steps,
                          tasks=tuple(args.tasks or ()), episodes_per_stage=args.episodes_per_stage,
-                         random_episodes=args.random_episodes, seed=args.seed, device=args.device,
+                         random_episodes=args.random_episodes, heldout_episodes=args.heldout_episodes,
+                         seed=args.seed, device=args.device,
                          expert=ExpertConfig(total_steps=args.expert_steps, seed=args.seed),
                          warm_start=dict(args.warm_start or ()))
     _write_config(args.out, "pipeline", args)
@@ -404,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="expert curriculum: TASK's expert starts from SOURCE's final stage, e.g. walk=stand run=walk")
     pl.add_argument("--episodes-per-stage", type=_positive(), default=6)
     pl.add_argument("--random-episodes", type=int, default=24)
+    # 3 per task is enough for the clips but few for the report's discrimination check (per-episode spread is large)
+    pl.add_argument("--heldout-episodes", type=_positive(), default=3,
+                    help="held-out episodes per task (prompt clips, report's reconstructions and discrimination)")
     pl.add_argument("--until", default="clips", choices=["experts", "collect", "embed", "train", "clips"])
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--device", default=None)

@@ -208,8 +208,9 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
     from genrl_gym.training.pipeline import PipelineConfig
 
     cfg = PipelineConfig(domain="walker", preset="cpu", mfwm_steps=12000, expert=ExpertConfig(total_steps=400000),
-                         warm_start={"walk": "stand", "run": "walk"}, random_episodes=24)
+                         warm_start={"walk": "stand", "run": "walk"}, random_episodes=24, heldout_episodes=10)
     command = _reproduce_command(json.loads(json.dumps(asdict(cfg))), "walker")
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert (args.domain, args.preset, args.steps, args.expert_steps) == ("walker", "cpu", 12000, 400000)
     assert dict(args.warm_start) == {"walk": "stand", "run": "walk"} and args.random_episodes == 24
+    assert args.heldout_episodes == 10

@@ -237,7 +237,7 @@ def _reproduce_command(pipeline: dict[str, Any] | None, domain: str) -> str:
     if expert.get("total_steps"):
         parts.append(f"--expert-steps {expert['total_steps']}")
     for key, flag in (("episodes_per_stage", "--episodes-per-stage"), ("random_episodes", "--random-episodes"),
-                      ("seed", "--seed")):
+                      ("heldout_episodes", "--heldout-episodes"), ("seed", "--seed")):
         if pipeline.get(key) is not None:
             parts.append(f"{flag} {pipeline[key]}")
     if pipeline.get("tasks"):
