@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,24 @@ def test_stages_are_written_and_a_finished_expert_is_not_retrained(tmp_path: Pat
     # a stage acts on raw proprioception (24 walker observations -> 6 actions in [-1, 1])
     action, _ = ExpertPolicy(stages[-1]).predict(np.zeros((3, 24), np.float32), deterministic=True)
     assert action.shape == (3, 6) and np.abs(action).max() <= 1.0
+
+
+def test_an_interrupted_expert_resumes_from_its_last_stage(tmp_path: Path) -> None:
+    full = train_expert("walker", "stand", tmp_path / "full", tiny_config(), progress=False)
+    # simulate a crash after the first stage: only stage 1 is on disk, the run is started again
+    first = train_expert("walker", "stand", tmp_path / "cut", tiny_config(), progress=False)[0]
+    for suffix in (".zip", ".vecnorm.pkl"):
+        (tmp_path / "cut" / full[-1].name).with_suffix(suffix).unlink()
+    before = first.stat().st_mtime_ns
+    resumed = train_expert("walker", "stand", tmp_path / "cut", tiny_config(), progress=False)
+    assert [p.name for p in resumed] == [p.name for p in full] and resumed[-1].exists()
+    assert first.stat().st_mtime_ns == before  # the finished stage is kept, not retrained
+    from stable_baselines3 import PPO
+
+    assert PPO.load(str(resumed[-1]), device="cpu").num_timesteps == 128  # it continued from 64, not from 0
+    with open(resumed[-1].with_suffix(".vecnorm.pkl"), "rb") as f:
+        stats = pickle.load(f)
+    assert stats["ret_rms"].count > 1  # reward statistics are saved for the next resume
 
 
 def test_warm_start_begins_from_the_source_policy(tmp_path: Path) -> None:

@@ -107,13 +107,17 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
 
     venv = make_vec_env(make_proprio_env, n_envs=config.n_envs, seed=config.seed,
                         env_kwargs={"domain": domain, "task": task})
+    venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=config.ppo_kwargs.get("gamma", 0.99))
     if done:
         last = done[-1]
-        venv = VecNormalize.load(str(_vecnorm_path(last)), venv)
+        with open(_vecnorm_path(last), "rb") as f:
+            stats = pickle.load(f)
+        venv.obs_rms = stats["obs_rms"]
+        if "ret_rms" in stats:  # stages written before the reward statistics were saved restart them
+            venv.ret_rms = stats["ret_rms"]
         model = PPO.load(str(last), env=venv, device="cpu", tensorboard_log=tensorboard_log)
         log.info("resuming expert %s_%s from %s", domain, task, last)
     else:
-        venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=config.ppo_kwargs.get("gamma", 0.99))
         model = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0, tensorboard_log=tensorboard_log,
                     **config.ppo_kwargs)
         if init is not None:  # the source's weights and observation statistics; this task's PPO settings, optimiser
@@ -140,9 +144,10 @@ def _save_stage(model: Any, venv: Any, path: Path) -> None:
     """Write the model and its normalisation statistics atomically (temp files + rename)."""
     with atomic_write(path, "wb") as f:
         model.save(f)
-    # Only the statistics ExpertPolicy needs: a pickled VecNormalize would drag its sub-envs along.
+    # Only the statistics (ExpertPolicy's and a resume's): a pickled VecNormalize would drag its sub-envs along.
     with atomic_write(_vecnorm_path(path), "wb") as f:
-        pickle.dump({"obs_rms": venv.obs_rms, "clip_obs": venv.clip_obs, "epsilon": venv.epsilon}, f)
+        pickle.dump({"obs_rms": venv.obs_rms, "ret_rms": venv.ret_rms, "clip_obs": venv.clip_obs,
+                     "epsilon": venv.epsilon}, f)
 
 
 class ExpertPolicy:
