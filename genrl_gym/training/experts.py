@@ -110,8 +110,7 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
     venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=config.ppo_kwargs.get("gamma", 0.99))
     if done:
         last = done[-1]
-        with open(_vecnorm_path(last), "rb") as f:
-            stats = pickle.load(f)
+        stats = _load_stats(last)
         venv.obs_rms = stats["obs_rms"]
         if "ret_rms" in stats:  # stages written before the reward statistics were saved restart them
             venv.ret_rms = stats["ret_rms"]
@@ -121,8 +120,7 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
         model = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0, tensorboard_log=tensorboard_log,
                     **config.ppo_kwargs)
         if init is not None:  # the source's weights and observation statistics; this task's PPO settings, optimiser
-            with open(_vecnorm_path(init), "rb") as f:
-                venv.obs_rms = pickle.load(f)["obs_rms"]
+            venv.obs_rms = _load_stats(init)["obs_rms"]
             model.policy.load_state_dict(PPO.load(str(init), device="cpu").policy.state_dict())
             log.info("expert %s_%s starts from %s", domain, task, init)
     for path, fraction in zip(paths, config.stages):
@@ -138,6 +136,12 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
 
 def _vecnorm_path(stage: Path) -> Path:
     return stage.with_suffix(".vecnorm.pkl")
+
+
+def _load_stats(stage: Path) -> dict[str, Any]:
+    """The normalisation statistics :func:`_save_stage` wrote beside ``stage``."""
+    with open(_vecnorm_path(stage), "rb") as f:
+        return pickle.load(f)
 
 
 def _save_stage(model: Any, venv: Any, path: Path) -> None:
@@ -161,8 +165,7 @@ class ExpertPolicy:
 
         self.path = Path(path)
         self.model = PPO.load(str(self.path), device="cpu")
-        with open(_vecnorm_path(self.path), "rb") as f:
-            stats = pickle.load(f)
+        stats = _load_stats(self.path)
         self._rms, self._clip, self._eps = stats["obs_rms"], stats["clip_obs"], stats["epsilon"]
         self.observation_space = self.model.observation_space
         self.action_space = self.model.action_space
