@@ -106,8 +106,13 @@ def cmd_train_mfwm(args: argparse.Namespace) -> int:
 def _task_pair(text: str) -> tuple[str, str]:
     task, sep, source = text.partition("=")
     if not sep or not task or not source:
-        raise argparse.ArgumentTypeError(f"expected TASK=SOURCE (e.g. walk=stand), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected TASK=VALUE (e.g. walk=stand or run=sac), got {text!r}")
     return task, source
+
+
+def _task_steps(text: str) -> tuple[str, int]:
+    task, steps = _task_pair(text)
+    return task, _positive()(steps)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -119,7 +124,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
                          random_episodes=args.random_episodes, heldout_episodes=args.heldout_episodes,
                          seed=args.seed, device=args.device,
                          expert=ExpertConfig(total_steps=args.expert_steps, seed=args.seed),
-                         warm_start=dict(args.warm_start or ()))
+                         warm_start=dict(args.warm_start or ()), expert_algo=dict(args.expert_algo or ()),
+                         expert_task_steps=dict(args.expert_task_steps or ()),
+                         clip_reward_tolerance=args.clip_reward_tolerance)
     _write_config(args.out, "pipeline", args)
     run_pipeline(args.out, cfg, until=args.until)
     print(f"pipeline finished up to '{args.until}': {args.out}")
@@ -400,7 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--vlm", default="video-only", help="VLM spec; open_clip:ViT-B-32:<weights> gives text prompts")
     pl.add_argument("--tasks", nargs="*", help="tasks with expert data (default: the in-distribution tasks)")
     pl.add_argument("--steps", type=_positive(), default=20_000, help="world-model updates")
-    pl.add_argument("--expert-steps", type=_positive(), default=1_000_000, help="PPO steps per task expert")
+    pl.add_argument("--expert-steps", type=_positive(), default=1_000_000, help="training steps per task expert")
+    pl.add_argument("--expert-algo", nargs="*", type=_task_pair, metavar="TASK=ALGO",
+                    help="expert algorithm per task, ppo (default) or sac, e.g. run=sac")
+    pl.add_argument("--expert-task-steps", nargs="*", type=_task_steps, metavar="TASK=STEPS",
+                    help="training steps of one task's expert instead of --expert-steps, e.g. run=1000000")
     pl.add_argument("--warm-start", nargs="*", type=_task_pair, metavar="TASK=SOURCE",
                     help="expert curriculum: TASK's expert starts from SOURCE's final stage, e.g. walk=stand run=walk")
     pl.add_argument("--episodes-per-stage", type=_positive(), default=6)
@@ -408,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     # 3 per task is enough for the clips but few for the report's discrimination check (per-episode spread is large)
     pl.add_argument("--heldout-episodes", type=_positive(), default=3,
                     help="held-out episodes per task (prompt clips, report's reconstructions and discrimination)")
+    pl.add_argument("--clip-reward-tolerance", type=float, default=0.0,
+                    help="prompt clips: the stillest held-out window within this fraction of the best true reward "
+                         "(default 0: the highest-reward window)")
     pl.add_argument("--until", default="clips", choices=["experts", "collect", "embed", "train", "clips"])
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--device", default=None)

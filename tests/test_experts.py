@@ -14,10 +14,18 @@ from genrl_gym.training.experts import ExpertConfig, ExpertPolicy, train_expert
 from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
 
 
+TINY_SAC = {"learning_starts": 32, "train_freq": 2, "gradient_steps": 1, "batch_size": 16, "buffer_size": 1000,
+            "policy_kwargs": {"net_arch": [16]}}
+
+
 def tiny_config(learning_rate: float = 3e-4) -> ExpertConfig:
     return ExpertConfig(total_steps=128, stages=(0.5, 1.0), n_envs=2, seed=0, ppo_kwargs={
         "n_steps": 32, "batch_size": 32, "n_epochs": 1, "learning_rate": learning_rate,
-        "policy_kwargs": {"net_arch": [16]}})
+        "policy_kwargs": {"net_arch": [16]}}, sac_kwargs=TINY_SAC)
+
+
+def tiny_sac_config() -> ExpertConfig:
+    return ExpertConfig(total_steps=128, stages=(0.5, 1.0), n_envs=2, seed=0, algo="sac", sac_kwargs=TINY_SAC)
 
 
 def policy_params(stage: Path) -> list[torch.Tensor]:
@@ -54,6 +62,59 @@ def test_an_interrupted_expert_resumes_from_its_last_stage(tmp_path: Path) -> No
     with open(resumed[-1].with_suffix(".vecnorm.pkl"), "rb") as f:
         stats = pickle.load(f)
     assert stats["ret_rms"].count > 1  # reward statistics are saved for the next resume
+
+
+def test_a_sac_expert_trains_resumes_with_its_replay_buffer_and_acts(tmp_path: Path) -> None:
+    from stable_baselines3 import SAC
+
+    stages = train_expert("walker", "run", tmp_path / "run", tiny_sac_config(), progress=False)
+    assert [p.name for p in stages] == ["stage-00000064.zip", "stage-00000128.zip"]
+    # only the latest replay buffer is kept (a resume needs it; earlier ones are large)
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.replay.pkl")) == ["stage-00000128.replay.pkl"]
+    policy = ExpertPolicy(stages[-1])
+    assert policy.algo == "sac" and isinstance(policy.model, SAC)
+    action, _ = policy.predict(np.zeros((3, 24), np.float32), deterministic=True)
+    assert action.shape == (3, 6) and np.abs(action).max() <= 1.0
+    # a crash after stage 1 (a run that only got to its first stage): the resumed run continues from 64 steps with
+    # the buffer it had, so the buffer holds all 128 steps (64 per env); a fresh buffer would hold only the last 64
+    import dataclasses
+
+    first = train_expert("walker", "run", tmp_path / "cut", dataclasses.replace(tiny_sac_config(), stages=(0.5,)),
+                         progress=False)
+    assert [p.name for p in first] == ["stage-00000064.zip"]
+    resumed = train_expert("walker", "run", tmp_path / "cut", tiny_sac_config(), progress=False)
+    assert SAC.load(str(resumed[-1]), device="cpu").num_timesteps == 128
+    with open(resumed[-1].with_suffix(".replay.pkl"), "rb") as f:
+        assert pickle.load(f).size() == 64
+    assert not (tmp_path / "cut" / "stage-00000064.replay.pkl").exists()
+
+
+def test_an_unknown_algorithm_or_a_warm_start_across_algorithms_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="expert algo must be one of"):
+        ExpertConfig(algo="dqn")
+    source = train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False)[-1]
+    with pytest.raises(ValueError, match="same algorithm"):
+        train_expert("walker", "run", tmp_path / "run", tiny_sac_config(), progress=False, init_from=source)
+    cfg = PipelineConfig(domain="walker", tasks=("stand", "run"), expert=tiny_config(), warm_start={"run": "stand"},
+                         expert_algo={"run": "sac"})
+    with pytest.raises(ValueError, match="needs the same algorithm"):
+        run_pipeline(tmp_path / "p", cfg, until="experts", progress=False)
+    with pytest.raises(ValueError, match="not one of the expert tasks"):
+        run_pipeline(tmp_path / "p", PipelineConfig(domain="walker", tasks=("stand",), expert=tiny_config(),
+                                                    expert_algo={"run": "sac"}), until="experts", progress=False)
+    with pytest.raises(ValueError, match="expert steps for 'stand' must be positive"):
+        run_pipeline(tmp_path / "p", PipelineConfig(domain="walker", tasks=("stand",), expert=tiny_config(),
+                                                    expert_task_steps={"stand": 0}), until="experts", progress=False)
+
+
+def test_pipeline_experts_use_their_tasks_algorithm_and_budget(tmp_path: Path) -> None:
+    cfg = PipelineConfig(domain="walker", tasks=("stand", "run"), expert=tiny_config(), expert_algo={"run": "sac"},
+                         expert_task_steps={"run": 64})
+    run_pipeline(tmp_path / "p", cfg, until="experts", progress=False)
+    stand = json.loads((tmp_path / "p" / "experts" / "stand" / "config.json").read_text())
+    run = json.loads((tmp_path / "p" / "experts" / "run" / "config.json").read_text())
+    assert (stand["algo"], stand["total_steps"]) == ("ppo", 128) and (run["algo"], run["total_steps"]) == ("sac", 64)
+    assert ExpertPolicy(tmp_path / "p" / "experts" / "run" / "stage-00000064.zip").algo == "sac"
 
 
 def test_warm_start_begins_from_the_source_policy(tmp_path: Path) -> None:

@@ -237,12 +237,17 @@ def _reproduce_command(pipeline: dict[str, Any] | None, domain: str) -> str:
     if expert.get("total_steps"):
         parts.append(f"--expert-steps {expert['total_steps']}")
     for key, flag in (("episodes_per_stage", "--episodes-per-stage"), ("random_episodes", "--random-episodes"),
-                      ("heldout_episodes", "--heldout-episodes"), ("seed", "--seed")):
+                      ("heldout_episodes", "--heldout-episodes"), ("seed", "--seed"),
+                      ("clip_reward_tolerance", "--clip-reward-tolerance")):
         if pipeline.get(key) is not None:
             parts.append(f"{flag} {pipeline[key]}")
     if pipeline.get("tasks"):
         parts.append("--tasks " + " ".join(pipeline["tasks"]))
     if pipeline.get("warm_start"):
         parts.append("--warm-start " + " ".join(f"{t}={s}" for t, s in pipeline["warm_start"].items()))
+    if pipeline.get("expert_algo"):
+        parts.append("--expert-algo " + " ".join(f"{t}={a}" for t, a in pipeline["expert_algo"].items()))
+    if pipeline.get("expert_task_steps"):
+        parts.append("--expert-task-steps " + " ".join(f"{t}={n}" for t, n in pipeline["expert_task_steps"].items()))
     parts.append(f"--out runs/{domain}-pipeline")
     return " ".join(parts)

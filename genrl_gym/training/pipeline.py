@@ -2,13 +2,14 @@
 
 Stages, each resumable (a finished stage is skipped, an interrupted one continues):
 
-1. ``experts``  SB3 PPO per in-distribution task on proprioception, checkpoints at several stages
+1. ``experts``  SB3 PPO (or SAC) per in-distribution task on proprioception, checkpoints at several stages
                 (:mod:`genrl_gym.training.experts`);
 2. ``collect``  pixel episodes into ``<out>/data``: every expert stage with action noise, plus random episodes;
                 held-out episodes per task (final stage, other seeds) into ``<out>/heldout``;
 3. ``embed``    VLM embedding of every 8-frame window of both stores (:func:`genrl_gym.data.embed.embed_store`);
 4. ``train``    world model + connector + aligner (:func:`genrl_gym.training.train_mfwm`) -> ``<out>/mfwm/mfwm.pt``;
-5. ``clips``    per task, the 32-frame held-out window with the highest true reward -> ``<out>/clips/<task>.gif``.
+5. ``clips``    per task, the 32-frame held-out window with the highest true reward (with
+                ``clip_reward_tolerance``: the stillest of the near-best windows) -> ``<out>/clips/<task>.gif``.
 
 The data recipe (policies, stages, episodes per source, frames) is written to ``<out>/recipe.json`` and into the
 model's metadata, so a shipped model says what it was trained on.
@@ -16,6 +17,7 @@ model's metadata, so a shipped model says what it was trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -46,6 +48,11 @@ class PipelineConfig:
     mfwm_steps: int = 20_000
     """World-model updates."""
     expert: ExpertConfig = field(default_factory=ExpertConfig)
+    expert_algo: dict[str, str] = field(default_factory=dict)
+    """Per-task expert algorithm ``{task: "ppo" | "sac"}`` overriding ``expert.algo``. Walker: ``{"run": "sac"}``
+    (PPO's run expert plateaus at a true return near 260 and moves like the walk expert)."""
+    expert_task_steps: dict[str, int] = field(default_factory=dict)
+    """Per-task training steps ``{task: steps}`` overriding ``expert.total_steps`` (an easy task needs fewer)."""
     warm_start: dict[str, str] = field(default_factory=dict)
     """Expert curriculum ``{task: source task}``: the task's expert starts from the final stage of the source task's
     expert (which must come earlier in ``tasks``). Walker: ``{"walk": "stand", "run": "walk"}``."""
@@ -60,6 +67,9 @@ class PipelineConfig:
     num_envs: int = 2
     vectorization: str = "async"
     clip_frames: int = 32
+    clip_reward_tolerance: float = 0.0
+    """Clips: among held-out windows within this fraction of the best mean true reward, the stillest is cut
+    (:func:`write_prompt_clips`); 0 cuts the highest-reward window."""
     seed: int = 0
     device: str | None = None
 
@@ -70,6 +80,12 @@ class PipelineConfig:
         if self.tasks:
             return tuple(self.tasks)
         return tuple(s.task for s in TASKS.values() if s.domain == self.domain and s.in_distribution)
+
+    def expert_config(self, task: str) -> ExpertConfig:
+        """The expert settings of ``task``: :attr:`expert` with the task's :attr:`expert_algo` and
+        :attr:`expert_task_steps`."""
+        return dataclasses.replace(self.expert, algo=self.expert_algo.get(task, self.expert.algo),
+                                   total_steps=int(self.expert_task_steps.get(task, self.expert.total_steps)))
 
 
 def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, until: str = "clips",
@@ -93,6 +109,15 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
         if task not in tasks or source not in tasks or tasks.index(source) >= tasks.index(task):
             raise ValueError(f"warm start {task}={source}: both must be expert tasks {tasks} and {source!r} must come "
                              f"before {task!r}")
+        if config.expert_config(task).algo != config.expert_config(source).algo:
+            raise ValueError(f"warm start {task}={source}: {task!r} uses {config.expert_config(task).algo} and "
+                             f"{source!r} {config.expert_config(source).algo}; a warm start needs the same algorithm")
+    for what, per_task in (("expert algo", config.expert_algo), ("expert steps", config.expert_task_steps)):
+        for task in per_task:
+            if task not in tasks:
+                raise ValueError(f"{what} for {task!r}: not one of the expert tasks {tasks}")
+            if config.expert_config(task).total_steps <= 0:
+                raise ValueError(f"expert steps for {task!r} must be positive")  # unknown algorithms fail just above
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "pipeline.json", "w") as f:
@@ -103,7 +128,8 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
     stages: dict[str, list[Path]] = {}
     for task in tasks:
         source = config.warm_start.get(task)
-        stages[task] = train_expert(config.domain, task, out / "experts" / task, config.expert, progress=progress,
+        stages[task] = train_expert(config.domain, task, out / "experts" / task, config.expert_config(task),
+                                    progress=progress,
                                     tensorboard_log=str(out / "tb"),
                                     init_from=stages[source][-1] if source else None)
     if last == 0:
@@ -123,7 +149,7 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
             collect(task=task, policy=policy, store=data, num_episodes=config.episodes_per_stage, source=tag,
                     seed=config.seed + 1000 * (ti + 1) + 100 * si, **common)
             recipe["sources"].append({"source": tag, "task": task, "episodes": config.episodes_per_stage,
-                                      "action_noise": config.action_noise,
+                                      "action_noise": config.action_noise, "expert_algo": config.expert_config(task).algo,
                                       "expert_warm_start": config.warm_start.get(task)})
         final = SB3Policy(ExpertPolicy(stages[task][-1]), obs_key="proprio", noise_std=config.action_noise / 2,
                           seed=config.seed + 999, tag=f"heldout:{task}")
@@ -133,7 +159,8 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
             seed=config.seed + 900_000, **common)
     recipe["sources"].append({"source": "random", "task": tasks[0], "episodes": config.random_episodes})
     recipe.update(episodes=len(data), frames=data.num_frames, heldout_episodes=len(heldout),
-                  expert=asdict(config.expert))
+                  expert=asdict(config.expert), expert_algo=config.expert_algo,
+                  expert_task_steps=config.expert_task_steps)
     with atomic_write(out / "recipe.json", "w") as f:
         json.dump(recipe, f, indent=2)
     if last == 1:
@@ -153,49 +180,70 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
         return out
 
     # 5. clips --------------------------------------------------------------------------------------------------------
-    write_prompt_clips(heldout, tasks, out / "clips", frames=config.clip_frames)
+    write_prompt_clips(heldout, tasks, out / "clips", frames=config.clip_frames,
+                       reward_tolerance=config.clip_reward_tolerance)
     return out
 
 
-def best_window(task_reward: np.ndarray, length: int) -> int:
-    """Start index of the ``length``-row window with the highest summed true reward (first row excluded: a reset)."""
+def window_sums(task_reward: np.ndarray, length: int) -> np.ndarray:
+    """Summed true reward of every ``length``-row window; entry ``i`` is the window starting at row ``i + 1``
+    (the first row is a reset and is never part of a clip)."""
     r = np.asarray(task_reward, dtype=np.float64)[1:]
     if len(r) < length:
         raise ValueError(f"episode has {len(r)} steps, fewer than the clip length {length}")
-    sums = np.convolve(r, np.ones(length), mode="valid")
-    return int(np.argmax(sums)) + 1
+    return np.convolve(r, np.ones(length), mode="valid")
 
 
-def write_prompt_clips(heldout: Any, tasks: tuple[str, ...], out_dir: str | Path, *, frames: int = 32) -> dict[str, Path]:
-    """For each task, cut the best ``frames``-frame window of its held-out episodes into ``<out_dir>/<task>.gif``.
+def frame_motion(images: np.ndarray) -> np.ndarray:
+    """Mean absolute change between consecutive frames (``[T, H, W, C]`` uint8 -> ``[T - 1]``, in 0-255 units)."""
+    x = np.asarray(images, dtype=np.int16)
+    return np.abs(x[1:] - x[:-1]).mean(axis=(1, 2, 3))
 
-    Also writes ``<out_dir>/clips.json``: per clip the source episode, start row and mean true reward per step.
+
+def write_prompt_clips(heldout: Any, tasks: tuple[str, ...], out_dir: str | Path, *, frames: int = 32,
+                       reward_tolerance: float = 0.0) -> dict[str, Path]:
+    """For each task, cut a ``frames``-frame window of its held-out episodes into ``<out_dir>/<task>.gif``.
+
+    The window has the highest mean true reward, up to ``reward_tolerance``: among all windows within that fraction
+    of the best one, the one with the least frame-to-frame motion is cut. Rewards that saturate (walker stand pays
+    full reward for any upright pose, walk for any speed above 1 m/s) leave many windows tied near the top, and the
+    one without extra motion shows the behaviour most clearly (a stepping, swaying "stand" clip prompts motion).
+    ``reward_tolerance=0`` (the default) picks the highest-reward window alone.
+
+    Also writes ``<out_dir>/clips.json``: per clip the source episode, start row, mean true reward per step, mean
+    motion and the best reward among all windows.
     """
     from genrl_gym.prompts import write_video
 
+    if not 0 <= reward_tolerance < 1:
+        raise ValueError(f"reward_tolerance is a fraction of the best window's reward in [0, 1), got {reward_tolerance}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clips: dict[str, Path] = {}
     info: dict[str, Any] = {}
     episodes = heldout.episode_info()
     for task in tasks:
-        best: tuple[float, Path, int] | None = None
+        windows: list[tuple[float, float, Path, int]] = []  # (mean reward per step, mean motion, episode, start row)
         for path in heldout.paths():
             if episodes.get(path.stem, {}).get("task") != task:
                 continue
             ep = heldout.load(path)
             if len(ep["task_reward"]) <= frames:
                 continue
-            start = best_window(ep["task_reward"], frames)
-            score = float(ep["task_reward"][start:start + frames].mean())
-            if best is None or score > best[0]:
-                best = (score, path, start)
-        if best is None:
+            means = window_sums(ep["task_reward"], frames) / frames
+            # motion inside the window starting at row i + 1: the changes between its frames
+            motion = np.convolve(frame_motion(ep["image"])[1:], np.ones(frames - 1), mode="valid") / (frames - 1)
+            windows += [(float(m), float(v), path, i + 1) for i, (m, v) in enumerate(zip(means, motion))]
+        if not windows:
             raise ValueError(f"no held-out episode of task {task!r} is longer than {frames} steps")
-        score, path, start = best
+        top = max(w[0] for w in windows)
+        near_top = [w for w in windows if w[0] >= top - reward_tolerance * abs(top)]
+        score, motion, path, start = min(near_top, key=lambda w: (w[1], -w[0]))
         ep = heldout.load(path)
         clips[task] = write_video(ep["image"][start:start + frames], out / f"{task}.gif")
-        info[task] = {"episode": path.name, "start": start, "frames": frames, "mean_task_reward_per_step": score}
+        info[task] = {"episode": path.name, "start": start, "frames": frames, "mean_task_reward_per_step": score,
+                      "mean_motion": motion, "best_mean_task_reward_per_step": top,
+                      "reward_tolerance": reward_tolerance}
     with atomic_write(out / "clips.json", "w") as f:
         json.dump(info, f, indent=2)
     return clips
