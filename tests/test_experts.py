@@ -161,6 +161,23 @@ def test_pipeline_collects_expert_and_random_data_and_records_the_recipe(tmp_pat
     assert walk_cfg["init_from"].endswith("stand/stage-00000128.zip")
 
 
+@pytest.mark.slow
+def test_pipeline_collects_with_a_sac_experts_mean_action(tmp_path: Path) -> None:
+    cfg = PipelineConfig(domain="walker", tasks=("run",), expert=tiny_config(), expert_algo={"run": "sac"},
+                         episodes_per_stage=1, random_episodes=1, heldout_episodes=1, episode_frames=40, num_envs=1,
+                         vectorization="sync", action_noise=0.0)
+    out = run_pipeline(tmp_path / "run", cfg, until="collect", progress=False)
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert all(s["expert_algo"] == "sac" and s["mean_action"] for s in recipe["sources"] if s["source"] != "random")
+    from genrl_gym.data import EpisodeStore
+
+    heldout = EpisodeStore(out / "heldout", create=False)
+    ep = heldout.load(heldout.paths()[0])
+    expert = ExpertPolicy(out / "experts" / "run" / "stage-00000128.zip")
+    mean, _ = expert.predict(ep["proprio"][:-1], deterministic=True)
+    np.testing.assert_allclose(ep["action"][1:], mean, atol=1e-5)  # row t+1's action answers row t's observation
+
+
 def test_cli_evaluates_an_expert_stage_on_proprioception(tmp_path: Path) -> None:
     from genrl_gym.cli import main
 

@@ -142,17 +142,21 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
     common = {"domain": config.domain, "env_kwargs": env_kwargs, "num_envs": config.num_envs,
               "vectorization": config.vectorization, "progress": progress}
     for ti, task in enumerate(tasks):
+        algo = config.expert_config(task).algo
+        # SAC samples with a maximum-entropy spread tuned for exploring, not for showing the task: its experts act
+        # with their mean action (plus the noise below). PPO's learned spread is part of the policy it evaluated.
+        mean_action = algo == "sac"
         for si, stage in enumerate(stages[task]):
             tag = f"expert:{task}:{stage.stem}"
             policy = SB3Policy(ExpertPolicy(stage), obs_key="proprio", noise_std=config.action_noise,
-                               seed=config.seed + 17 * si, tag=tag)
+                               deterministic=mean_action, seed=config.seed + 17 * si, tag=tag)
             collect(task=task, policy=policy, store=data, num_episodes=config.episodes_per_stage, source=tag,
                     seed=config.seed + 1000 * (ti + 1) + 100 * si, **common)
             recipe["sources"].append({"source": tag, "task": task, "episodes": config.episodes_per_stage,
-                                      "action_noise": config.action_noise, "expert_algo": config.expert_config(task).algo,
-                                      "expert_warm_start": config.warm_start.get(task)})
+                                      "action_noise": config.action_noise, "expert_algo": algo,
+                                      "mean_action": mean_action, "expert_warm_start": config.warm_start.get(task)})
         final = SB3Policy(ExpertPolicy(stages[task][-1]), obs_key="proprio", noise_std=config.action_noise / 2,
-                          seed=config.seed + 999, tag=f"heldout:{task}")
+                          deterministic=mean_action, seed=config.seed + 999, tag=f"heldout:{task}")
         collect(task=task, policy=final, store=heldout, num_episodes=config.heldout_episodes, source=f"heldout:{task}",
                 seed=config.seed + 500_000 + 1000 * ti, **common)
     collect(task=tasks[0], policy="random", store=data, num_episodes=config.random_episodes, source="random",
