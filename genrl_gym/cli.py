@@ -51,7 +51,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     get_task(args.domain, args.task)
     policy: Any = "random"
     if args.policy != "random":
-        policy = SB3Policy(_load_sb3_like(args.policy), obs_key=args.obs_key, noise_std=args.noise, seed=args.seed)
+        policy = SB3Policy(_load_sb3_like(args.policy), obs_key=args.obs_key, noise_std=args.noise, seed=args.seed,
+                           deterministic=args.deterministic)
     _write_config(args.out, "collect", args)
     stats = collect(domain=args.domain, task=args.task, policy=policy, store=args.out, num_episodes=args.episodes,
                     num_envs=args.envs, vectorization=args.vectorization, seed=args.seed,
@@ -378,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--policy", default="random", help="'random' or the path of an SB3 model zip")
     c.add_argument("--obs-key", default="proprio", help="what the SB3 policy reads: proprio or image")
     c.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise added to policy actions")
+    c.add_argument("--deterministic", action="store_true",
+                   help="the policy's mean action (then --noise); how the pipeline collects with SAC experts")
     c.add_argument("--episode-frames", type=_positive(), default=1000, help="physics frames per episode")
     c.add_argument("--render-quality", choices=["fast", "default"], default="fast", help="renderer settings")
     c.add_argument("--seed", type=int, default=0)

@@ -176,6 +176,15 @@ def test_pipeline_collects_with_a_sac_experts_mean_action(tmp_path: Path) -> Non
     expert = ExpertPolicy(out / "experts" / "run" / "stage-00000128.zip")
     mean, _ = expert.predict(ep["proprio"][:-1], deterministic=True)
     np.testing.assert_allclose(ep["action"][1:], mean, atol=1e-5)  # row t+1's action answers row t's observation
+    # `genrl collect --deterministic` collects the same way
+    from genrl_gym.cli import main
+
+    stage = out / "experts" / "run" / "stage-00000128.zip"
+    assert main(["collect", "--domain", "walker", "--task", "run", "--out", str(tmp_path / "cli"), "--episodes", "1",
+                 "--episode-frames", "40", "--policy", str(stage), "--deterministic"]) == 0
+    cli = EpisodeStore(tmp_path / "cli", create=False)
+    ep = cli.load(cli.paths()[0])
+    np.testing.assert_allclose(ep["action"][1:], expert.predict(ep["proprio"][:-1], deterministic=True)[0], atol=1e-5)
 
 
 def test_cli_evaluates_an_expert_stage_on_proprioception(tmp_path: Path) -> None:
