@@ -122,7 +122,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     cfg = PipelineConfig(domain=args.domain, preset=args.preset, vlm=args.vlm, mfwm_steps=args.steps,
                          tasks=tuple(args.tasks or ()), episodes_per_stage=args.episodes_per_stage,
-                         random_episodes=args.random_episodes, heldout_episodes=args.heldout_episodes,
+                         random_episodes=args.random_episodes, handover_episodes=args.handover_episodes,
+                         handover_steps=args.handover_steps, heldout_episodes=args.heldout_episodes,
                          seed=args.seed, device=args.device,
                          expert=ExpertConfig(total_steps=args.expert_steps, seed=args.seed),
                          warm_start=dict(args.warm_start or ()), expert_algo=dict(args.expert_algo or ()),
@@ -419,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="expert curriculum: TASK's expert starts from SOURCE's final stage, e.g. walk=stand run=walk")
     pl.add_argument("--episodes-per-stage", type=_positive(), default=6)
     pl.add_argument("--random-episodes", type=int, default=24)
+    pl.add_argument("--handover-episodes", type=int, default=0,
+                    help="per task, episodes of random actions for --handover-steps steps, then the final expert")
+    pl.add_argument("--handover-steps", type=_positive(), default=50)
     # 3 per task is enough for the clips but few for the report's discrimination check (per-episode spread is large)
     pl.add_argument("--heldout-episodes", type=_positive(), default=3,
                     help="held-out episodes per task (prompt clips, report's reconstructions and discrimination)")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import genrl_gym  # noqa: F401  (render/torch guard, project rule)
-from genrl_gym.data import EpisodeStore, RandomPolicy, SB3Policy, collect
+from genrl_gym.data import EpisodeStore, HandoverPolicy, RandomPolicy, SB3Policy, collect
 from genrl_gym.data.collect import episode_seed
 from genrl_gym.utils import DatasetError
 
@@ -258,3 +258,33 @@ def test_collect_real_walker(tmp_path: Path, num_envs: int, vectorization: str) 
         info = store.episode_info()[p.stem]
         assert info["env_kwargs"] == {"episode_frames": 40}
         assert info["task_return"] == pytest.approx(float(ep["task_reward"].sum()), rel=1e-5)
+
+
+class _Constant:
+    """A policy that always answers ``value`` (stands in for an expert)."""
+
+    source = "constant"
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict[str, np.ndarray], episode_start: np.ndarray) -> np.ndarray:
+        return np.full((len(episode_start), 6), self.value, np.float32)
+
+
+def test_handover_policy_switches_after_its_steps_in_every_episode(tmp_path: Path) -> None:
+    space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
+    policy = HandoverPolicy(RandomPolicy(space, seed=0), _Constant(0.5), steps=3)
+    assert policy.source == "random>constant@3"
+    store = EpisodeStore(tmp_path / "d")
+    collect(domain="walker", task="stand", env_kwargs={"episode_frames": 20}, policy=policy, store=store,
+            num_episodes=2, num_envs=2, seed=0, progress=False)
+    for path in store.paths():
+        actions = store.load(path)["action"][1:]  # row 0 is the reset
+        assert len(actions) == 10
+        assert not np.allclose(actions[:3], 0.5) and np.allclose(actions[3:], 0.5)  # 3 random steps, then the expert
+    with pytest.raises(ValueError, match="steps must be > 0"):
+        HandoverPolicy(RandomPolicy(space), _Constant(0.5), steps=0)

@@ -165,11 +165,22 @@ def test_pipeline_collects_expert_and_random_data_and_records_the_recipe(tmp_pat
 def test_pipeline_collects_with_a_sac_experts_mean_action(tmp_path: Path) -> None:
     cfg = PipelineConfig(domain="walker", tasks=("run",), expert=tiny_config(), expert_algo={"run": "sac"},
                          episodes_per_stage=1, random_episodes=1, heldout_episodes=1, episode_frames=40, num_envs=1,
-                         vectorization="sync", action_noise=0.0)
+                         vectorization="sync", action_noise=0.0, handover_episodes=1, handover_steps=5)
     out = run_pipeline(tmp_path / "run", cfg, until="collect", progress=False)
     recipe = json.loads((out / "recipe.json").read_text())
     assert all(s["expert_algo"] == "sac" and s["mean_action"] for s in recipe["sources"] if s["source"] != "random")
     from genrl_gym.data import EpisodeStore
+
+    # the handover episode: 5 random steps, then the final expert's mean action
+    data = EpisodeStore(out / "data", create=False)
+    [name] = [k for k, v in data.episode_info().items() if v["source"] == "handover:run"]
+    ep = data.load(data.root / f"{name}.npz")
+    final = ExpertPolicy(out / "experts" / "run" / "stage-00000128.zip")
+    mean, _ = final.predict(ep["proprio"][:-1], deterministic=True)
+    np.testing.assert_allclose(ep["action"][6:], mean[5:], atol=1e-5)
+    assert not np.allclose(ep["action"][1:6], mean[:5], atol=1e-2)
+    assert {"source": "handover:run", "episodes": 1, "random_steps_first": 5}.items() <= \
+        next(s for s in recipe["sources"] if s["source"] == "handover:run").items()
 
     heldout = EpisodeStore(out / "heldout", create=False)
     ep = heldout.load(heldout.paths()[0])

@@ -210,10 +210,11 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
     cfg = PipelineConfig(domain="walker", preset="cpu", mfwm_steps=12000, expert=ExpertConfig(total_steps=400000),
                          warm_start={"walk": "stand"}, expert_algo={"run": "sac"}, random_episodes=24,
                          expert_task_steps={"run": 1_000_000},
-                         heldout_episodes=10, clip_reward_tolerance=0.05)
+                         heldout_episodes=10, clip_reward_tolerance=0.05, handover_episodes=4, handover_steps=30)
     command = _reproduce_command(json.loads(json.dumps(asdict(cfg))), "walker")
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert (args.domain, args.preset, args.steps, args.expert_steps) == ("walker", "cpu", 12000, 400000)
     assert dict(args.warm_start) == {"walk": "stand"} and args.random_episodes == 24
     assert dict(args.expert_algo) == {"run": "sac"} and dict(args.expert_task_steps) == {"run": 1_000_000}
     assert args.heldout_episodes == 10 and args.clip_reward_tolerance == 0.05
+    assert (args.handover_episodes, args.handover_steps) == (4, 30)

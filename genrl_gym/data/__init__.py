@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from genrl_gym.data.collect import CollectStats, Policy, RandomPolicy, SB3Policy, collect
+from genrl_gym.data.collect import CollectStats, HandoverPolicy, Policy, RandomPolicy, SB3Policy, collect
 from genrl_gym.data.episodes import EpisodeStore, validate_episode
 from genrl_gym.data.sampler import SequenceSampler
 
 __all__ = [
     "CollectStats",
     "EpisodeStore",
+    "HandoverPolicy",
     "Policy",
     "RandomPolicy",
     "SB3Policy",

@@ -31,7 +31,7 @@ import numpy as np
 from genrl_gym.data.episodes import EpisodeStore
 from genrl_gym.utils import DatasetError
 
-__all__ = ["Policy", "RandomPolicy", "SB3Policy", "CollectStats", "collect", "episode_seed"]
+__all__ = ["Policy", "RandomPolicy", "SB3Policy", "HandoverPolicy", "CollectStats", "collect", "episode_seed"]
 
 
 @runtime_checkable
@@ -151,6 +151,49 @@ class SB3Policy:
         if self._low is not None and self._high is not None:
             actions = np.clip(actions, self._low, self._high)
         return actions.astype(np.float32)
+
+
+class HandoverPolicy:
+    """Act with ``first`` for the first ``steps`` agent steps of every episode, then with ``second``.
+
+    E.g. random actions, then an expert: the walker falls into a pose of chance and the expert gets it up again,
+    which an expert's own episodes show only once, at the start. A world model needs such states to imagine what a
+    clumsy early policy does.
+
+    Args:
+        first, second: policies over the same envs (:class:`RandomPolicy`, :class:`SB3Policy`, ...).
+        steps: agent steps per episode that ``first`` acts (> 0).
+    """
+
+    def __init__(self, first: Policy, second: Policy, steps: int) -> None:
+        if steps <= 0:
+            raise ValueError(f"HandoverPolicy: steps must be > 0 (agent steps of the first policy), got {steps}.")
+        self.first, self.second, self.steps = first, second, int(steps)
+        self.source = f"{first.source}>{second.source}@{self.steps}"
+        self._t: np.ndarray | None = None
+
+    def check_spaces(self, observation_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> None:
+        """Both policies must be able to act in the env."""
+        for policy in (self.first, self.second):
+            check = getattr(policy, "check_spaces", None)
+            if check is not None:
+                check(observation_space, action_space)
+
+    def reset(self) -> None:
+        """Reset both policies and the step counters."""
+        self.first.reset()
+        self.second.reset()
+        self._t = None
+
+    def act(self, obs: dict[str, np.ndarray], episode_start: np.ndarray) -> np.ndarray:
+        """Actions ``float32 [N, A]``: ``first``'s in envs before their ``steps``-th step, ``second``'s after."""
+        start = np.asarray(episode_start, dtype=bool)
+        self._t = np.zeros(len(start), np.int64) if self._t is None else np.where(start, 0, self._t)
+        # both act every step, so that each keeps its own state and random stream in step with the episodes
+        a, b = self.first.act(obs, start), self.second.act(obs, start)
+        actions = np.where((self._t < self.steps)[:, None], a, b).astype(np.float32)
+        self._t = self._t + 1
+        return actions
 
 
 @dataclass

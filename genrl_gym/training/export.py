@@ -236,6 +236,8 @@ def _reproduce_command(pipeline: dict[str, Any] | None, domain: str) -> str:
     expert = pipeline.get("expert") or {}
     if expert.get("total_steps"):
         parts.append(f"--expert-steps {expert['total_steps']}")
+    if pipeline.get("handover_episodes"):
+        parts.append(f"--handover-episodes {pipeline['handover_episodes']} --handover-steps {pipeline['handover_steps']}")
     for key, flag in (("episodes_per_stage", "--episodes-per-stage"), ("random_episodes", "--random-episodes"),
                       ("heldout_episodes", "--heldout-episodes"), ("seed", "--seed"),
                       ("clip_reward_tolerance", "--clip-reward-tolerance")):

@@ -59,6 +59,10 @@ class PipelineConfig:
     episodes_per_stage: int = 6
     """Pixel episodes per (task, expert stage)."""
     random_episodes: int = 24
+    handover_episodes: int = 0
+    """Per task, episodes of random actions for ``handover_steps`` steps, then the final expert (with the action
+    noise): the expert gets up from wherever chance left the body, states its own episodes show only at the start."""
+    handover_steps: int = 50
     heldout_episodes: int = 3
     """Held-out episodes per task (final expert stage, seeds disjoint from training data)."""
     action_noise: float = 0.3
@@ -91,7 +95,7 @@ class PipelineConfig:
 def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, until: str = "clips",
                  progress: bool = True) -> Path:
     """Run (or resume) the pipeline into ``out_dir`` up to and including stage ``until``; return ``out_dir``."""
-    from genrl_gym.data import EpisodeStore, SB3Policy, collect
+    from genrl_gym.data import EpisodeStore, HandoverPolicy, RandomPolicy, SB3Policy, collect
     from genrl_gym.data.embed import embed_store
     from genrl_gym.envs import get_task
     from genrl_gym.training.trainer import train_mfwm
@@ -155,6 +159,18 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
             recipe["sources"].append({"source": tag, "task": task, "episodes": config.episodes_per_stage,
                                       "action_noise": config.action_noise, "expert_algo": algo,
                                       "mean_action": mean_action, "expert_warm_start": config.warm_start.get(task)})
+        if config.handover_episodes:
+            tag = f"handover:{task}"
+            final_expert = ExpertPolicy(stages[task][-1])
+            expert = SB3Policy(final_expert, obs_key="proprio", noise_std=config.action_noise,
+                               deterministic=mean_action, seed=config.seed + 777, tag=tag)
+            handover = HandoverPolicy(RandomPolicy(final_expert.action_space, seed=config.seed + 778), expert,
+                                      config.handover_steps)
+            collect(task=task, policy=handover, store=data, num_episodes=config.handover_episodes, source=tag,
+                    seed=config.seed + 700_000 + 1000 * ti, **common)
+            recipe["sources"].append({"source": tag, "task": task, "episodes": config.handover_episodes,
+                                      "random_steps_first": config.handover_steps, "action_noise": config.action_noise,
+                                      "expert_algo": algo, "mean_action": mean_action})
         final = SB3Policy(ExpertPolicy(stages[task][-1]), obs_key="proprio", noise_std=config.action_noise / 2,
                           deterministic=mean_action, seed=config.seed + 999, tag=f"heldout:{task}")
         collect(task=task, policy=final, store=heldout, num_episodes=config.heldout_episodes, source=f"heldout:{task}",
