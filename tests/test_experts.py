@@ -105,6 +105,9 @@ def test_an_unknown_algorithm_or_a_warm_start_across_algorithms_is_a_clear_error
     with pytest.raises(ValueError, match="expert steps for 'stand' must be positive"):
         run_pipeline(tmp_path / "p", PipelineConfig(domain="walker", tasks=("stand",), expert=tiny_config(),
                                                     expert_task_steps={"stand": 0}), until="experts", progress=False)
+    with pytest.raises(ValueError, match="handover_episodes must be >= 0"):
+        run_pipeline(tmp_path / "p", PipelineConfig(domain="walker", tasks=("stand",), expert=tiny_config(),
+                                                    handover_episodes=-1), until="experts", progress=False)
 
 
 def test_pipeline_experts_use_their_tasks_algorithm_and_budget(tmp_path: Path) -> None:

@@ -134,9 +134,10 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
     if init is not None and not (init.exists() and _vecnorm_path(init).exists()):
         raise FileNotFoundError(f"expert warm start {init} (or its {_vecnorm_path(init).name}) does not exist; "
                                 "train that task's expert first")
-    if init is not None and _load_stats(init).get("algo", "ppo") != config.algo:
-        raise ValueError(f"expert warm start {init} was trained with {_load_stats(init).get('algo', 'ppo')}, this "
-                         f"expert uses {config.algo}: start from an expert of the same algorithm or drop the warm start")
+    init_algo = None if init is None else _load_stats(init).get("algo", "ppo")
+    if init is not None and init_algo != config.algo:
+        raise ValueError(f"expert warm start {init} was trained with {init_algo}, this expert uses {config.algo}: "
+                         "start from an expert of the same algorithm or drop the warm start")
     algo = config.algo_class()
     kwargs = config.algo_kwargs()
 
@@ -194,7 +195,7 @@ def _save_stage(model: Any, venv: Any, path: Path, algo: str = "ppo") -> None:
     """Write the model, its normalisation statistics (and a SAC's replay buffer) atomically (temp files + rename)."""
     if algo == "sac":  # written first: a stage whose .zip and .vecnorm.pkl exist counts as finished
         with atomic_write(_replay_path(path), "wb") as f:
-            pickle.dump(model.replay_buffer, f)
+            model.save_replay_buffer(f)
     with atomic_write(path, "wb") as f:
         model.save(f)
     # Only the statistics (ExpertPolicy's and a resume's): a pickled VecNormalize would drag its sub-envs along.

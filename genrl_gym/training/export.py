@@ -245,11 +245,9 @@ def _reproduce_command(pipeline: dict[str, Any] | None, domain: str) -> str:
             parts.append(f"{flag} {pipeline[key]}")
     if pipeline.get("tasks"):
         parts.append("--tasks " + " ".join(pipeline["tasks"]))
-    if pipeline.get("warm_start"):
-        parts.append("--warm-start " + " ".join(f"{t}={s}" for t, s in pipeline["warm_start"].items()))
-    if pipeline.get("expert_algo"):
-        parts.append("--expert-algo " + " ".join(f"{t}={a}" for t, a in pipeline["expert_algo"].items()))
-    if pipeline.get("expert_task_steps"):
-        parts.append("--expert-task-steps " + " ".join(f"{t}={n}" for t, n in pipeline["expert_task_steps"].items()))
+    for key, flag in (("warm_start", "--warm-start"), ("expert_algo", "--expert-algo"),
+                      ("expert_task_steps", "--expert-task-steps")):  # {task: value} -> TASK=VALUE pairs
+        if pipeline.get(key):
+            parts.append(f"{flag} " + " ".join(f"{t}={v}" for t, v in pipeline[key].items()))
     parts.append(f"--out runs/{domain}-pipeline")
     return " ".join(parts)

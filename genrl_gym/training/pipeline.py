@@ -120,8 +120,10 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
         for task in per_task:
             if task not in tasks:
                 raise ValueError(f"{what} for {task!r}: not one of the expert tasks {tasks}")
-            if config.expert_config(task).total_steps <= 0:
-                raise ValueError(f"expert steps for {task!r} must be positive")  # unknown algorithms fail just above
+            if config.expert_config(task).total_steps <= 0:  # expert_config itself refuses an unknown algorithm
+                raise ValueError(f"expert steps for {task!r} must be positive")
+    if config.handover_episodes < 0:
+        raise ValueError(f"handover_episodes must be >= 0, got {config.handover_episodes}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "pipeline.json", "w") as f:
@@ -150,6 +152,7 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
         # SAC samples with a maximum-entropy spread tuned for exploring, not for showing the task: its experts act
         # with their mean action (plus the noise below). PPO's learned spread is part of the policy it evaluated.
         mean_action = algo == "sac"
+        final_expert = ExpertPolicy(stages[task][-1])  # the handover and held-out episodes' expert
         for si, stage in enumerate(stages[task]):
             tag = f"expert:{task}:{stage.stem}"
             policy = SB3Policy(ExpertPolicy(stage), obs_key="proprio", noise_std=config.action_noise,
@@ -161,7 +164,6 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
                                       "mean_action": mean_action, "expert_warm_start": config.warm_start.get(task)})
         if config.handover_episodes:
             tag = f"handover:{task}"
-            final_expert = ExpertPolicy(stages[task][-1])
             expert = SB3Policy(final_expert, obs_key="proprio", noise_std=config.action_noise,
                                deterministic=mean_action, seed=config.seed + 777, tag=tag)
             handover = HandoverPolicy(RandomPolicy(final_expert.action_space, seed=config.seed + 778), expert,
@@ -171,7 +173,7 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
             recipe["sources"].append({"source": tag, "task": task, "episodes": config.handover_episodes,
                                       "random_steps_first": config.handover_steps, "action_noise": config.action_noise,
                                       "expert_algo": algo, "mean_action": mean_action})
-        final = SB3Policy(ExpertPolicy(stages[task][-1]), obs_key="proprio", noise_std=config.action_noise / 2,
+        final = SB3Policy(final_expert, obs_key="proprio", noise_std=config.action_noise / 2,
                           deterministic=mean_action, seed=config.seed + 999, tag=f"heldout:{task}")
         collect(task=task, policy=final, store=heldout, num_episodes=config.heldout_episodes, source=f"heldout:{task}",
                 seed=config.seed + 500_000 + 1000 * ti, **common)
