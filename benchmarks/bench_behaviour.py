@@ -20,7 +20,8 @@ import numpy as np
 
 
 def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model: str, prompt: str | None,
-                       preset: str, eval_seeds: list[int], video_dir: str | None) -> dict[str, Any]:
+                       preset: str, eval_seeds: list[int], video_dir: str | None,
+                       align: str = "sequence") -> dict[str, Any]:
     """One job: train GenRLAgent for ``seconds`` (wall) from the task's clip, evaluate on the true reward."""
     import torch
 
@@ -42,7 +43,7 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
         def _on_step(self) -> bool:
             return time.time() - self.t0 < seconds
 
-    agent = GenRLAgent(mfwm, clip, preset=preset, start="data_free", seed=seed)
+    agent = GenRLAgent(mfwm, clip, preset=preset, start="data_free", seed=seed, align=align)
     t0 = time.time()
     agent.learn(10**9, callback=Budget())
     train_s = time.time() - t0
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--name", default=None, help="results name (default behaviour_<domain>)")
     p.add_argument("--video-dir", default=None)
+    p.add_argument("--align", choices=["sequence", "phase", "none"], default="sequence",
+                   help="the reward's alignment (genrl_gym.reward.trajectory_match)")
     args = p.parse_args(argv)
 
     from benchmarks._machine import write_results
@@ -89,13 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
                                        None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif", args.preset,
-                                       eval_seeds, args.video_dir) for t, s in jobs}
+                                       eval_seeds, args.video_dir, args.align) for t, s in jobs}
         rand = {t: pool.submit(random_returns, args.domain, t, eval_seeds) for t in args.tasks}
         runs = {k: f.result() for k, f in futures.items()}
         randoms = {t: f.result() for t, f in rand.items()}
 
     results: dict[str, Any] = {"domain": args.domain, "model": model, "preset": args.preset, "seconds": args.seconds,
-                               "eval_seeds": eval_seeds, "tasks": {}}
+                               "align": args.align, "eval_seeds": eval_seeds, "tasks": {}}
     rows = ["| task | GenRLAgent mean (per training seed) | std over seeds | normalised | random mean | random normalised "
             "| beats random on every seed |", "|---|---|---|---|---|---|---|"]
     for t in args.tasks:
@@ -119,7 +122,10 @@ def main(argv: list[str] | None = None) -> None:
              "policy on the same seeds. Normalised = (return - random) / (expert - random) with the task table's "
              "constants. Reproduce: `python -m benchmarks.bench_behaviour --domain "
              f"{args.domain} --tasks {' '.join(args.tasks)} --seeds {' '.join(map(str, args.seeds))} "
-             f"--seconds {args.seconds:.0f}`.")
+             f"--seconds {args.seconds:.0f}"
+             + (f" --model {args.model}" if args.model else "")
+             + (f" --prompt-dir {args.prompt_dir}" if args.prompt_dir else "")
+             + (f" --align {args.align}" if args.align != "sequence" else "") + "`.")
     write_results(args.name or f"behaviour_{args.domain}", results, "\n".join(rows), notes)
     print("\n".join(rows))
 

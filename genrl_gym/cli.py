@@ -347,7 +347,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from genrl_gym.training.report import model_report
 
     result = model_report(args.model or args.run, args.heldout, args.out, tasks=args.tasks, seed=args.seed,
-                          run_dir=args.run, random_episodes=args.random_episodes)
+                          run_dir=args.run, random_episodes=args.random_episodes, align=args.align)
     d = result["discrimination"]
     beats = d.get("beats_random") or {}
     rows = (f"discrimination rows passing: {sum(d['row_check'].values())}/{len(d['tasks'])} "
@@ -509,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--tasks", nargs="*", default=None, help="tasks (default: those with prompt clips)")
     rp.add_argument("--seed", type=int, default=0, help="connector seed of the prompt targets (0: the envs')")
     rp.add_argument("--random-episodes", type=int, default=3, help="random-action episodes scored as an extra column")
+    rp.add_argument("--align", choices=["sequence", "phase", "none"], default="sequence",
+                    help="alignment of the discrimination reward (genrl_gym.reward; default: the envs' sequence)")
 
     b = add("bench", cmd_bench, "Run benchmarks (results in benchmarks/results/).")
     b.add_argument("names", nargs="*", help="quick: render collect vlm world_model reward agent (default: these); "

@@ -174,7 +174,7 @@ def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: 
 def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray | None = None,
                    model: str | os.PathLike[str] | Any = None, task: str | None = None,
                    vlm: str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine", history: int = 17,
-                   horizon: int = 16, render_mode: str | None = None, image_size: int = 64,
+                   horizon: int | None = None, align: str = "sequence", render_mode: str | None = None, image_size: int = 64,
                    action_repeat: int = DEFAULT_ACTION_REPEAT, episode_frames: int = DEFAULT_EPISODE_FRAMES,
                    camera_id: int | None = None, render_quality: str | None = None, proprio: bool = False,
                    seed: int | None = None, device: str = "cpu", track_latent: bool = False,
@@ -187,7 +187,8 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
     :param task: whose true reward goes to ``info["task_reward"]``; default :func:`default_task`.
     :param vlm: ``load_vlm`` spec embedding the prompt (None = the model's own VLM, e.g. ``"video-only"``).
     :param score_kind: per-step score (``genrl_gym.reward.SCORES``).
-    :param history: frames kept for alignment (H + 1). :param horizon: target horizon H.
+    :param history: frames kept for alignment (H + 1). :param horizon: target horizon H (default: what ``align``
+        expects). :param align: the reward's alignment (``"sequence"``, GenRL's; ``"phase"``; ``"none"``).
     :param render_mode: None or ``"rgb_array"``.
     :param image_size: frame side in pixels (the model needs 64).
     :param action_repeat: physics steps per agent step. :param episode_frames: frames per episode.
@@ -207,7 +208,7 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
                             camera_id=camera_id, render_quality=render_quality, render_mode=render_mode, proprio=proprio,
                             seed=seed)()
     try:
-        return GenRLReward(env, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
+        return GenRLReward(env, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon, align=align,
                            device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
     except BaseException:
         env.close()
@@ -217,7 +218,8 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
 def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.PathLike[str] | np.ndarray | None = None,
                           model: str | os.PathLike[str] | Any = None, task: str | None = None,
                           vlm: str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine", history: int = 17,
-                          horizon: int = 16, render_mode: str | None = None, image_size: int = 64,
+                          horizon: int | None = None,
+                          align: str = "sequence", render_mode: str | None = None, image_size: int = 64,
                           action_repeat: int = DEFAULT_ACTION_REPEAT, episode_frames: int = DEFAULT_EPISODE_FRAMES,
                           camera_id: int | None = None, render_quality: str | None = None, proprio: bool = False,
                           seed: int | None = None, device: str = "cpu", track_latent: bool = False,
@@ -256,7 +258,7 @@ def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.Pa
                                     autoreset_mode=gym.vector.AutoresetMode(autoreset_mode))
     try:
         return GenRLVectorReward(venv, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
-                                 device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
+                                 align=align, device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
     except BaseException:
         venv.close()
         raise

@@ -21,6 +21,14 @@ Sequence alignment (``align="sequence"``, the default) lets a behaviour start at
 ``window`` target steps are slid over the agent's trajectory, the offset ``k*`` with the best mean score
 is where the target starts, and agent step ``i`` is compared with target step ``max(0, i - k*)``.
 Offsets ``0 .. T - window - 1`` are tried (9 offsets for the usual T = 17), as the reference code does.
+
+Phase alignment (``align="phase"``, ours, not the reference's) also lets the agent join the target part-way: with a
+target longer than the agent's trajectory (``Tt > T``), every pair of agent offset ``k`` and target start ``j`` in
+``0 .. Tt - T`` is tried on the same window, and agent step ``i`` is compared with target step ``j + max(0, i - k)``.
+Why: a periodic motion (a walking gait) only matches when the phases line up. With the reference alignment a
+17-step target can be delayed by at most 8 steps, less than half a walker's stride, so half the windows of a real
+gait meet the target out of phase and score below a still, upright pose; a 49-step target searched over its start
+covers a whole stride (``benchmarks/results/walker_phase/``). With ``Tt == T`` it equals ``"sequence"``.
 """
 
 from __future__ import annotations
@@ -32,11 +40,24 @@ import torch
 from torch import Tensor
 
 ScoreKind = Literal["max_cosine", "cosine", "neg_mse", "exp_neg_mse", "neg_kl", "cosine_kl"]
-AlignKind = Literal["sequence", "none"]
+AlignKind = Literal["sequence", "phase", "none"]
+ALIGNS: tuple[str, ...] = ("sequence", "phase", "none")
 
 SCORES: tuple[str, ...] = ("max_cosine", "cosine", "neg_mse", "exp_neg_mse", "neg_kl", "cosine_kl")
+#: Extra target steps ``align="phase"`` searches over by default: 32 steps (1.6 s at action repeat 2) hold a whole
+#: walker stride, so a 17-step trajectory's target is 49 steps long.
+PHASE_EXTRA_STEPS = 32
 _FEATURE_SCORES = ("max_cosine", "cosine", "neg_mse", "exp_neg_mse")
 _EPS = 1e-8
+
+
+def target_horizon(align: str, trajectory_steps: int = 17) -> int:
+    """Target horizon ``H`` (the target has ``H + 1`` steps) that ``align`` expects for trajectories of
+    ``trajectory_steps`` steps: ``trajectory_steps - 1`` for ``"sequence"``/``"none"``, plus
+    :data:`PHASE_EXTRA_STEPS` for ``"phase"``."""
+    if align not in ALIGNS:
+        raise ValueError(f"unknown align {align!r}; choose one of {', '.join(ALIGNS)}")
+    return trajectory_steps - 1 + (PHASE_EXTRA_STEPS if align == "phase" else 0)
 
 
 def score(a: Tensor, b: Tensor, kind: ScoreKind = "max_cosine", *, a_logits: Tensor | None = None,
@@ -103,6 +124,67 @@ def alignment_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = "ma
     return torch.stack(means).argmax(0)
 
 
+def pairwise_scores(features: Tensor, target: Tensor, kind: ScoreKind = "max_cosine") -> Tensor:
+    """Feature score of every agent step against every target step, ``[T, B, F] x [Tt, F] -> [T, Tt, B]``.
+
+    One batched product instead of ``T * Tt`` calls of :func:`score` (same values up to float rounding); feature
+    scores only (the KL scores need the logits).
+    """
+    if kind not in _FEATURE_SCORES:
+        raise ValueError(f"pairwise scores exist for the feature scores {', '.join(_FEATURE_SCORES)}, not {kind!r}")
+    if target.dim() == 2:
+        dot = torch.einsum("tbf,sf->tsb", features, target)
+        tn = target.norm(dim=-1)[None, :, None]  # [1, Tt, 1]
+    else:
+        dot = torch.einsum("tbf,sbf->tsb", features, target)
+        tn = target.norm(dim=-1)[None]  # [1, Tt, B]
+    an = features.norm(dim=-1)[:, None]  # [T, 1, B]
+    if kind == "max_cosine":
+        return dot / torch.maximum(an, tn).clamp_min(_EPS).square()
+    if kind == "cosine":
+        return dot / (an.clamp_min(_EPS) * tn.clamp_min(_EPS))
+    dist = (an.square() + tn.square() - 2 * dot).clamp_min(0).sqrt() / math.sqrt(features.shape[-1])
+    return -dist if kind == "neg_mse" else torch.exp(-dist)
+
+
+def phase_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = "max_cosine", window: int = 8,
+                  a_logits: Tensor | None = None, b_logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Best (agent offset ``k``, target start ``j``) of each trajectory for ``align="phase"``.
+
+    Pairs ``k in 0 .. T - window - 1`` (only 0 when ``T <= window + 1``, as :func:`alignment_offsets`) and
+    ``j in 0 .. max(Tt - T, 0)`` are scored by the mean score of agent steps ``k .. k + w - 1`` against target steps
+    ``j .. j + w - 1`` (``w = min(window, T, Tt - j)``); ties go to the smallest ``j``, then ``k``.
+
+    :param features: agent features ``[T, B, F]``.
+    :param target: target features ``[Tt, F]`` or ``[Tt, B, F]`` (``Tt >= window``).
+    :return: ``(k [B], j [B])`` int64.
+    """
+    t = features.shape[0]
+    n_k = t - window if t - window > 1 else 1
+    n_j = max(target.shape[0] - t, 0) + 1
+    if kind in _FEATURE_SCORES:
+        pair = pairwise_scores(features, target, kind)  # [T, Tt, B]
+        w = min(window, t)
+        heads = sum(pair[i:i + n_k, i:i + n_j] for i in range(w)) / w  # [n_k, n_j, B]
+        best = heads.transpose(0, 1).flatten(0, 1).argmax(0)  # index j * n_k + k
+        return best % n_k, best // n_k
+    means = []
+    for j in range(n_j):
+        head = target[j:j + window]
+        head_logits = None if b_logits is None else b_logits[j:j + window]
+        if head.dim() == 2:
+            head = head[:, None]
+            head_logits = None if head_logits is None else head_logits[:, None]
+        w = min(window, t, head.shape[0])
+        for k in range(n_k):
+            win_logits = None if a_logits is None else a_logits[k:k + w]
+            s = score(features[k:k + w], head[:w], kind, a_logits=win_logits,
+                      b_logits=None if head_logits is None else head_logits[:w])
+            means.append(s.mean(0))
+    best = torch.stack(means).argmax(0)  # index j * n_k + k
+    return best % n_k, best // n_k
+
+
 def trajectory_match(features: Tensor, target: Tensor, *, score_kind: ScoreKind = "max_cosine",
                      align: AlignKind = "sequence", window: int = 8, a_logits: Tensor | None = None,
                      b_logits: Tensor | None = None) -> Tensor:
@@ -111,7 +193,8 @@ def trajectory_match(features: Tensor, target: Tensor, *, score_kind: ScoreKind 
     :param features: agent reward features ``[T, B, F]`` (time-major; differentiable).
     :param target: target reward features ``[Tt, F]`` (one target for all) or ``[Tt, B, F]``.
     :param score_kind: per-step score, one of :data:`SCORES`.
-    :param align: ``"sequence"`` (best-matching start offset, the default) or ``"none"`` (step i vs target step i).
+    :param align: ``"sequence"`` (best-matching start offset, the reference's default), ``"phase"`` (also the best
+        start inside a target longer than the trajectory) or ``"none"`` (step i vs target step i).
     :param window: alignment window in steps (the VLM's 8 frames).
     :param a_logits: agent logits ``[T, B, S, C]`` for the KL scores.
     :param b_logits: target logits ``[Tt, S, C]`` or ``[Tt, B, S, C]`` for the KL scores.
@@ -123,17 +206,21 @@ def trajectory_match(features: Tensor, target: Tensor, *, score_kind: ScoreKind 
         raise ValueError(f"target must be [Tt, F] or [Tt, B, F] with F={features.shape[-1]}, got {tuple(target.shape)}")
     if score_kind not in SCORES:
         raise ValueError(f"unknown score {score_kind!r}; choose one of {', '.join(SCORES)}")
+    if align not in ALIGNS:
+        raise ValueError(f"unknown align {align!r}; choose one of {', '.join(ALIGNS)}")
     t, b = features.shape[:2]
     steps = torch.arange(t, device=features.device)[:, None].expand(t, b)
-    if align == "sequence":
+    if align != "none":
         if target.shape[0] < window:
-            raise ValueError(f"sequence alignment needs a target of at least window={window} steps, got {target.shape[0]}")
-        k = alignment_offsets(features.detach(), target.detach(), kind=score_kind, window=window,
-                              a_logits=None if a_logits is None else a_logits.detach(),
-                              b_logits=None if b_logits is None else b_logits.detach())
-        steps = steps - k[None]
-    elif align != "none":
-        raise ValueError(f"unknown align {align!r}; choose 'sequence' or 'none'")
+            raise ValueError(f"{align} alignment needs a target of at least window={window} steps, got {target.shape[0]}")
+        detached = dict(kind=score_kind, window=window, a_logits=None if a_logits is None else a_logits.detach(),
+                        b_logits=None if b_logits is None else b_logits.detach())
+        if align == "sequence":
+            k = alignment_offsets(features.detach(), target.detach(), **detached)  # type: ignore[arg-type]
+            steps = (steps - k[None]).clamp_min(0)
+        else:
+            k, j = phase_offsets(features.detach(), target.detach(), **detached)  # type: ignore[arg-type]
+            steps = (steps - k[None]).clamp_min(0) + j[None]
     index = steps.clamp(0, target.shape[0] - 1)  # [T, B]
     batched = target.dim() == 3
     matched = _gather_time(target, index, batched)

@@ -137,3 +137,17 @@ def test_save_is_atomic(trained: GenRLAgent, tmp_path: Path, monkeypatch: pytest
     with pytest.raises(RuntimeError, match="disk full"):
         trained.save(path)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip"]
+
+
+def test_phase_alignment_keeps_a_longer_target_through_save_and_load(model, prompt, vlm, tmp_path: Path) -> None:
+    from genrl_gym.reward import target_horizon
+
+    agent = GenRLAgent(model, prompt, vlm=vlm, preset="tiny", seed=0, align="phase")
+    steps = target_horizon("phase", agent.config.horizon + 1) + 1
+    assert agent.policy.target_features.shape[0] == steps > agent.config.horizon + 1
+    agent.learn(2, log_interval=0)
+    agent.save(tmp_path / "phase.zip")
+    loaded = GenRLAgent.load(tmp_path / "phase.zip")
+    assert loaded.align == "phase" and torch.equal(loaded.policy.target_features, agent.policy.target_features)
+    with pytest.raises(ValueError, match="align='dtw'"):
+        GenRLAgent(model, prompt, vlm=vlm, preset="tiny", align="dtw")

@@ -52,7 +52,7 @@ def _rollout(env: gym.Env[Any, Any], actions: np.ndarray, seed: int) -> tuple[li
 
 
 def _independent_rewards(model: MFWM, prompt: Path, frames: list[np.ndarray], actions: np.ndarray,
-                         history: int = 17) -> np.ndarray:
+                         history: int = 17, align: str = "sequence") -> np.ndarray:
     """Rewards recomputed from scratch: model.observe over the episode, then trajectory_match on each growing window."""
     images = torch.as_tensor(np.stack(frames))[None]  # [1, T+1, 64, 64, 3]
     acts = torch.as_tensor(np.concatenate([np.zeros((1, 6), np.float32), np.clip(actions, -1, 1)]))[None]
@@ -61,11 +61,11 @@ def _independent_rewards(model: MFWM, prompt: Path, frames: list[np.ndarray], ac
     with torch.no_grad():
         post, _ = model.observe(images, acts, is_first, sample=False)
         feats = model.reward_features(post.stoch[0])  # [T+1, F]
-        target = target_from_prompt(model, prompt, horizon=16).features
+        target = target_from_prompt(model, prompt, horizon=16 if align == "sequence" else 48).features
         out = []
         for t in range(1, len(frames)):
             window = feats[max(0, t - history + 1):t + 1]
-            out.append(float(trajectory_match(window[:, None], target)[-1, 0]))
+            out.append(float(trajectory_match(window[:, None], target, align=align)[-1, 0]))  # type: ignore[arg-type]
     return np.asarray(out)
 
 
@@ -85,6 +85,20 @@ def test_rewards_equal_trajectory_match_on_independent_latents(assets: dict[str,
     assert len(set(np.round(rewards, 6))) > 3  # the score moves with the frames (not a constant)
     env.close()
     inner.close()
+
+
+def test_phase_alignment_uses_a_longer_target_and_equals_trajectory_match(assets: dict[str, Path]) -> None:
+    env = GenRLReward(make_pixel_env("walker", "stand"), assets["walker"], assets["prompt"], align="phase")
+    assert env.target.features.shape[0] == 49  # 17 + 32 target steps to search for the phase
+    acts = _actions(STEPS)
+    rewards, frames, _ = _rollout(env, acts, seed=3)
+    expected = _independent_rewards(resolve_model(assets["walker"]), assets["prompt"], frames, acts, align="phase")
+    np.testing.assert_allclose(rewards, expected, rtol=1e-5, atol=1e-6)
+    sequence = _independent_rewards(resolve_model(assets["walker"]), assets["prompt"], frames, acts)
+    assert not np.allclose(rewards, sequence)  # a different reward, not the default under another name
+    env.close()
+    with pytest.raises(ValueError, match="unknown align"):
+        GenRLReward(make_pixel_env("walker", "stand"), assets["walker"], assets["prompt"], align="dtw")
 
 
 def test_full_filter_gives_the_same_rewards_and_the_latent(assets: dict[str, Path]) -> None:

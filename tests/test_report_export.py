@@ -19,6 +19,7 @@ from genrl_gym.data.embed import embed_store
 from genrl_gym.models import MFWM
 from genrl_gym.training.export import export_model, file_sha256
 from genrl_gym.training.pipeline import PipelineConfig, write_prompt_clips
+from genrl_gym.reward import target_horizon
 from genrl_gym.training.report import MAX_PNG_BYTES, env_rewards, model_report, posterior_modes
 from genrl_gym.training.trainer import train_mfwm
 from genrl_gym.utils import CheckpointError
@@ -99,18 +100,19 @@ def test_export_refuses_oversized_model_without_touching_dest(run: Path, tmp_pat
     assert not (dest / "model.pt").exists() and not list(dest.glob(".model.pt*"))
 
 
-def test_env_rewards_equal_the_envs_scorer(run: Path) -> None:
+@pytest.mark.parametrize("align", ["sequence", "phase"])
+def test_env_rewards_equal_the_envs_scorer(run: Path, align: str) -> None:
     """The report's vectorised per-episode reward is the step-by-step LatentRewardScorer reward (what the envs return)."""
     model = MFWM.load(run / "mfwm" / "mfwm.pt").eval()
     store = EpisodeStore(run / "heldout", create=False)
     ep = store.load(store.paths()[0])
-    target = prompts.target_from_prompt(model, run / "clips" / "walk.gif", horizon=16)
-    scorer = LatentRewardScorer(model, target.features, 1)
+    target = prompts.target_from_prompt(model, run / "clips" / "walk.gif", horizon=target_horizon(align))
+    scorer = LatentRewardScorer(model, target.features, 1, align=align)
     theirs, seen = [], []
     for t in range(len(ep["image"])):
         theirs.append(scorer.observe(ep["action"][t:t + 1], ep["image"][t:t + 1], [t == 0])[0])
         seen.append(scorer.window[-1, 0].clone())  # the feature the scorer filtered for frame t
-    ours = env_rewards(torch.stack(seen), target.features)
+    ours = env_rewards(torch.stack(seen), target.features, align=align)
     assert len(ours) == 51 and ours[0] == 0.0
     np.testing.assert_allclose(ours, np.asarray(theirs, dtype=np.float64), atol=1e-6)
     assert np.std(ours[1:]) > 0  # not a constant: the test can fail

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from genrl_gym.reward import SCORES, alignment_offsets, kl_score, score, trajectory_match
+from genrl_gym.reward import (PHASE_EXTRA_STEPS, SCORES, alignment_offsets, kl_score, pairwise_scores, phase_offsets, score,
+                              target_horizon, trajectory_match)
 
 
 def test_max_cosine_equals_cosine_for_equal_norms_and_penalises_scale() -> None:
@@ -86,6 +87,12 @@ def test_kl_kinds_run_through_trajectory_match() -> None:
     for kind in SCORES:
         r = trajectory_match(feats, tgt, score_kind=kind, a_logits=a_logits, b_logits=b_logits)  # type: ignore[arg-type]
         assert r.shape == (10, 3) and torch.isfinite(r).all()
+    # phase alignment over a longer target: the KL kinds take the loop, the feature kinds the pairwise product
+    long_tgt, long_logits = torch.randn(20, 4, generator=gen), torch.randn(20, 2, 5, generator=gen)
+    for kind in SCORES:
+        r = trajectory_match(feats, long_tgt, score_kind=kind, align="phase",  # type: ignore[arg-type]
+                             a_logits=a_logits, b_logits=long_logits)
+        assert r.shape == (10, 3) and torch.isfinite(r).all()
 
 
 def test_bad_inputs() -> None:
@@ -97,3 +104,52 @@ def test_bad_inputs() -> None:
         trajectory_match(torch.zeros(9, 1, 4), torch.zeros(4, 4))
     with pytest.raises(ValueError, match="unknown align"):
         trajectory_match(torch.zeros(9, 1, 4), torch.zeros(9, 4), align="dtw")  # type: ignore[arg-type]
+
+
+def test_phase_alignment_joins_a_longer_target_part_way() -> None:
+    # A 30-step target of distinct features; the agent shows target steps 12..28, i.e. it is in the middle of the
+    # motion. Sequence alignment can only delay the target's start, so it never matches; phase alignment finds j = 12.
+    target = _one_hot_features(list(range(30)), dim=30)
+    features = _one_hot_features(list(range(12, 29)), dim=30)[:, None]  # T = 17
+    assert trajectory_match(features, target[:17], score_kind="cosine").max().item() == 0.0
+    k, j = phase_offsets(features, target, window=8)
+    assert (k.item(), j.item()) == (0, 12)
+    r = trajectory_match(features, target, score_kind="cosine", align="phase")
+    assert torch.allclose(r[:, 0], torch.ones(17))
+
+
+def test_phase_alignment_equals_sequence_alignment_for_a_target_as_long_as_the_trajectory() -> None:
+    gen = torch.Generator().manual_seed(3)
+    features, target = torch.randn(17, 6, 5, generator=gen), torch.randn(17, 5, generator=gen)
+    for kind in ("max_cosine", "cosine", "neg_mse"):
+        seq = trajectory_match(features, target, score_kind=kind)  # type: ignore[arg-type]
+        phase = trajectory_match(features, target, score_kind=kind, align="phase")  # type: ignore[arg-type]
+        assert torch.equal(seq, phase)
+    assert target_horizon("sequence") == 16 and target_horizon("phase") == 16 + PHASE_EXTRA_STEPS
+    with pytest.raises(ValueError, match="unknown align"):
+        target_horizon("dtw")
+
+
+def test_phase_alignment_delays_the_start_too_and_keeps_gradients() -> None:
+    # The agent idles (feature 39) for 4 steps, then shows target steps 20..32: best pair k = 4, j = 20.
+    target = _one_hot_features(list(range(39)), dim=40)
+    features = _one_hot_features([39] * 4 + list(range(20, 33)), dim=40)[:, None].requires_grad_(True)
+    k, j = phase_offsets(features, target, window=8)
+    assert (k.item(), j.item()) == (4, 20)
+    r = trajectory_match(features, target, score_kind="cosine", align="phase")
+    assert torch.allclose(r[4:, 0], torch.ones(13)) and r[:4, 0].abs().max().item() == 0.0
+    r.sum().backward()
+    assert features.grad is not None and features.grad.abs().sum() > 0
+
+
+def test_pairwise_scores_equal_the_per_step_scores() -> None:
+    gen = torch.Generator().manual_seed(4)
+    features, target = torch.randn(9, 3, 5, generator=gen), torch.randn(12, 5, generator=gen)
+    for kind in ("max_cosine", "cosine", "neg_mse", "exp_neg_mse"):
+        pair = pairwise_scores(features, target, kind)  # type: ignore[arg-type]
+        loop = torch.stack([score(features, target[s][None, None], kind) for s in range(12)], 1)  # type: ignore[arg-type]
+        assert pair.shape == (9, 12, 3) and torch.allclose(pair, loop, atol=1e-5)
+        batched = pairwise_scores(features, target[:, None].expand(12, 3, 5), kind)  # type: ignore[arg-type]
+        assert torch.allclose(batched, pair, atol=1e-6)
+    with pytest.raises(ValueError, match="feature scores"):
+        pairwise_scores(features, target, "neg_kl")

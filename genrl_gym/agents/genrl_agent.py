@@ -46,7 +46,7 @@ from genrl_gym.agents.actor_critic import (Actor, ActorCriticConfig, Critic, act
                                            update_return_ema)
 from genrl_gym.models import MFWM, State
 from genrl_gym.models.rssm import uniform_onehot
-from genrl_gym.reward import SCORES, trajectory_match
+from genrl_gym.reward import ALIGNS, SCORES, target_horizon, trajectory_match
 from genrl_gym.utils import CheckpointError, atomic_write
 
 __all__ = ["GenRLAgent", "GenRLPolicy", "AGENT_FORMAT", "AGENT_FORMAT_VERSION"]
@@ -136,6 +136,9 @@ class GenRLAgent(BaseAlgorithm):
     :param horizon: imagined steps ``H`` (default 16; target length ``H + 1``).
     :param batch_size: start states per update (default: the preset's; paper 1024).
     :param score_kind: per-step score of :func:`genrl_gym.reward.trajectory_match` (default ``"max_cosine"``).
+    :param align: alignment of the reward (``"sequence"``, the reference's and the default; ``"phase"``, which also
+        searches where inside a longer target the imagined trajectory starts; ``"none"``). The target gets the length
+        the alignment expects (:func:`genrl_gym.reward.target_horizon`); use the same one as the env's reward.
     :param entropy_coef: actor entropy bonus (GenRL: 0).
     :param learning_rate: Adam learning rate of actor and critic (float or SB3 schedule; default: the preset's).
     :param overrides: further :class:`~genrl_gym.agents.actor_critic.ActorCriticConfig` fields (e.g. ``{"units": 64}``).
@@ -163,6 +166,7 @@ class GenRLAgent(BaseAlgorithm):
         horizon: int | None = None,
         batch_size: int | None = None,
         score_kind: str = "max_cosine",
+        align: str = "sequence",
         entropy_coef: float | None = None,
         learning_rate: float | Schedule | None = None,
         overrides: dict[str, Any] | None = None,
@@ -186,6 +190,7 @@ class GenRLAgent(BaseAlgorithm):
         self.agent_config = cfg.to_dict()  # JSON-able copy, what save() stores
         self.start = start
         self.score_kind = score_kind
+        self.align = align
         self.store = store
         self.vlm = vlm
         self.prompt = prompt
@@ -198,6 +203,8 @@ class GenRLAgent(BaseAlgorithm):
             raise ValueError(f"start={start!r}: choose 'data_free' (no dataset) or 'offline' (pass store=EpisodeStore)")
         if score_kind not in SCORES:
             raise ValueError(f"score_kind={score_kind!r}; choose one of {', '.join(SCORES)}")
+        if align not in ALIGNS:
+            raise ValueError(f"align={align!r}; choose one of {', '.join(ALIGNS)}")
         if model is not None:
             self._attach_world_model(model)
         if _init_setup_model:
@@ -209,7 +216,7 @@ class GenRLAgent(BaseAlgorithm):
             if start == "data_free" and cfg.batch_size % 2:
                 raise ValueError(f"batch_size={cfg.batch_size} must be even for data-free starts (half warm up with "
                                  "random actions, half with the actor)")
-            self._init_target = self._make_target(prompt, vlm, cfg.horizon)
+            self._init_target = self._make_target(prompt, vlm, target_horizon(align, cfg.horizon + 1))
             self._setup_model()
 
     # ------------------------------------------------------------------------------------------------ construction
@@ -259,7 +266,8 @@ class GenRLAgent(BaseAlgorithm):
                              f"{act_space.shape[0]}")
 
     def _make_target(self, prompt: Any, vlm: Any, horizon: int) -> Any:
-        """Target trajectory of ``prompt`` (``features [H+1, F]``, ``stoch [H+1, S*C]``); records its description."""
+        """Target trajectory of ``prompt`` (``features [H+1, F]``, ``stoch [H+1, S*C]``, ``H`` the target horizon the
+        alignment expects); records its description."""
         if hasattr(prompt, "features") and hasattr(prompt, "stoch"):
             target = prompt  # a ready TargetTrajectory
         else:
@@ -271,8 +279,9 @@ class GenRLAgent(BaseAlgorithm):
                 vlm = load_vlm(vlm, device=str(self.device))
             target = target_from_prompt(self.world_model, prompt, vlm=vlm, horizon=horizon)
         if tuple(target.features.shape[:1]) != (horizon + 1,):
-            raise ValueError(f"target trajectory has {target.features.shape[0]} steps but horizon={horizon} needs "
-                             f"{horizon + 1}; build it with target_from_prompt(model, prompt, horizon={horizon})")
+            raise ValueError(f"target trajectory has {target.features.shape[0]} steps but {self.align} alignment of "
+                             f"{self.agent_config['horizon'] + 1}-step imagined trajectories needs {horizon + 1}; build it "
+                             f"with target_from_prompt(model, prompt, horizon={horizon})")
         text = getattr(target, "prompt", None)
         if not text:
             text = prompt if isinstance(prompt, str) else (str(prompt) if isinstance(prompt, os.PathLike) else
@@ -288,7 +297,9 @@ class GenRLAgent(BaseAlgorithm):
         self.config = ActorCriticConfig.from_dict(self.agent_config)
         cfg, mc = self.config, self.world_model.config
         wmc = mc.world_model
-        self.policy = GenRLPolicy(mc.stoch_dim + wmc.deter, mc.action_dim, cfg, cfg.horizon + 1, wmc.stoch, wmc.classes,
+        self.align = getattr(self, "align", "sequence")  # agents saved before `align` existed
+        target_len = target_horizon(self.align, cfg.horizon + 1) + 1
+        self.policy = GenRLPolicy(mc.stoch_dim + wmc.deter, mc.action_dim, cfg, target_len, wmc.stoch, wmc.classes,
                                   mc.feature_dim, mc.embed_dim).to(self.device)
         lr = self.lr_schedule(1.0)
         self.actor_optimizer = torch.optim.Adam(self.policy.actor.parameters(), lr=lr, eps=cfg.eps)
@@ -380,6 +391,7 @@ class GenRLAgent(BaseAlgorithm):
         features = self.world_model.reward_features(states.stoch)
         kl = self.score_kind in _KL_SCORES
         return trajectory_match(features, self.policy.target_features, score_kind=self.score_kind,  # type: ignore[arg-type]
+                                align=self.align,  # type: ignore[arg-type]
                                 a_logits=states.logits if kl else None, b_logits=self.policy.target_logits if kl else None)
 
     def train_step(self) -> dict[str, float]:

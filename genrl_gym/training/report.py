@@ -170,7 +170,7 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
                           clip_info: dict[str, dict[str, Any]] | None = None, *, seed: int = 0,
                           score_kind: str = "max_cosine", history: int = HISTORY,
                           exclude_clip_window: bool = True,
-                          random_images: list[np.ndarray] | None = None) -> dict[str, Any]:
+                          random_images: list[np.ndarray] | None = None, align: str = "sequence") -> dict[str, Any]:
     """Mean GenRL reward of each task's prompt-clip target on each task's held-out episodes.
 
     :param store: held-out episode store; each episode's info carries its ``"task"``.
@@ -181,6 +181,8 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
     :param seed: connector seed of the targets (0: what the envs use).
     :param random_images: frames ``uint8 [T, S, S, 3]`` of episodes of uniform random actions: an extra column that
         every target should score below its own task's episodes (the only check a one-task domain has).
+    :param align: the reward's alignment (:func:`genrl_gym.reward.trajectory_match`); the targets get the horizon it
+        expects (:func:`genrl_gym.reward.target_horizon`).
     :return: dict with ``random_column`` ``{a: mean reward on the random episodes}`` and ``beats_random`` ``{a: bool}``
         (when ``random_images`` is given), and ``matrix`` ``[n, n]`` (rows = prompt task, columns = episode task;
         clip windows excluded when asked), ``matrix_all_rows`` (nothing excluded), ``episode_means``
@@ -204,7 +206,10 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
     absent = [t for t in tasks if t not in clips]
     if absent:
         raise ValueError(f"no prompt clip for task(s) {absent}; clips: {sorted(clips)}")
-    targets = {a: target_from_prompt(model, Path(clips[a]), horizon=history - 1, seed=seed).features for a in tasks}
+    from genrl_gym.reward import target_horizon
+
+    horizon = target_horizon(align, history)
+    targets = {a: target_from_prompt(model, Path(clips[a]), horizon=horizon, seed=seed).features for a in tasks}
 
     n = len(tasks)
     sums, counts = np.zeros((n, n)), np.zeros((n, n))
@@ -221,7 +226,7 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
             true_sum += float(ep["task_reward"][1:].sum())
             true_n += length - 1
             for i, a in enumerate(tasks):
-                r = env_rewards(feats, targets[a], history=history, score_kind=score_kind)
+                r = env_rewards(feats, targets[a], history=history, score_kind=score_kind, align=align)
                 keep = np.ones(length, dtype=bool)
                 keep[0] = False  # the reset frame earns no reward
                 sums_all[i, j] += r[keep].sum()
@@ -246,7 +251,7 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
     for images in random_images or []:
         _, feats = posterior_modes(model, images)
         for a in tasks:
-            r = env_rewards(feats, targets[a], history=history, score_kind=score_kind)[1:]
+            r = env_rewards(feats, targets[a], history=history, score_kind=score_kind, align=align)[1:]
             random_column.setdefault(a, 0.0)
             random_column[a] += float(r.sum()) / sum(len(x) - 1 for x in random_images)
     beats_random = {a: bool(matrix[i, i] > random_column[a]) for i, a in enumerate(tasks) if a in random_column}
@@ -258,7 +263,9 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
             "episode_means": episode_means, "episodes": {b: [p.name for p in by_task[b]] for b in tasks},
             "true_reward": true_reward, "excluded_rows": excluded, "row_check": row_check, "column_check": col_check,
             "row_margin": margin, "all_rows_pass": all(row_check.values()), "score_kind": score_kind, "history": history,
-            "exclude_clip_window": exclude_clip_window, "seed": seed, "random_column": random_column,
+            "align": align, "target_steps": horizon + 1, "exclude_clip_window": exclude_clip_window,
+            "seed": seed,
+            "random_column": random_column,
             "beats_random": beats_random, "random_episodes": len(random_images or [])}
 
 
@@ -453,7 +460,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store: str | os.PathLike[str] | EpisodeStore |
                  None = None, out_dir: str | os.PathLike[str] = "report", *, tasks: list[str] | tuple[str, ...] | None = None,
                  seed: int = 0, run_dir: str | os.PathLike[str] | None = None, score_kind: str = "max_cosine",
-                 steps_shown: int = 8, exclude_clip_window: bool = True, random_episodes: int = 3) -> dict[str, Any]:
+                 steps_shown: int = 8, exclude_clip_window: bool = True, random_episodes: int = 3,
+                 align: str = "sequence") -> dict[str, Any]:
     """Write ``REPORT.md``, ``report.json`` and PNGs about a world model into ``out_dir``; return the numbers.
 
     :param run_dir_or_model: a ``genrl pipeline --out`` folder, an exported model folder (``model.pt`` +
@@ -465,6 +473,7 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
     :param run_dir: the pipeline run, for its TensorBoard logs, clips and held-out store when the first argument is a
         model (an exported model's own ``prompts/`` are used for the clips).
     :param score_kind: GenRL score of the discrimination matrix (default the envs' ``max_cosine``).
+    :param align: alignment of the discrimination matrix's reward (``"sequence"``, the envs' default, or ``"phase"``).
     :param steps_shown: time steps per task in ``reconstructions.png``.
     :param exclude_clip_window: leave each clip's own frames out of its task's diagonal entry (see module docstring).
     :param random_episodes: 1000-frame episodes of uniform random actions (seeds 10000..) rendered like the training
@@ -558,9 +567,9 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
     # 4. discrimination matrix ------------------------------------------------------------------------------------------
     disc = discrimination_matrix(model, store, tasks, clips, clip_info, seed=seed, score_kind=score_kind,
                                  exclude_clip_window=exclude_clip_window,
-                                 random_images=random_episode_frames(model, tasks[0], random_episodes))
+                                 random_images=random_episode_frames(model, tasks[0], random_episodes), align=align)
     files["discrimination.png"] = _plot_matrix(np.array(disc["matrix"]), tasks, out / "discrimination.png",
-                                               f"mean GenRL reward per step ({score_kind}, sequence alignment)")
+                                               f"mean GenRL reward per step ({score_kind}, {align} alignment)")
 
     # 5. summary ------------------------------------------------------------------------------------------------------
     cfg = model.config
@@ -650,9 +659,10 @@ def _markdown(r: dict[str, Any], out: Path) -> str:
     lines += ["## Prompt discrimination", "",
               f"Entry (a, b): mean GenRL reward per step of the target of **a's clip** on the held-out episodes of **task "
               f"b**, computed as the `GenRL/{m['domain'].capitalize()}-v0` envs compute it: score `{d['score_kind']}` of "
-              f"each frame's posterior-mode reward features after sequence alignment of the last {d['history']} frames "
-              f"against the 17-step target (8-step alignment window), reset frames excluded, mean over all steps of all "
-              f"episodes of b. The criterion (issue): the diagonal entry exceeds every other entry of its row.", "",
+              f"each frame's posterior-mode reward features after {d.get('align', 'sequence')} alignment of the last "
+              f"{d['history']} frames against the {d.get('target_steps', 17)}-step target (8-step alignment window), "
+              f"reset frames excluded, mean over all steps of all episodes of b. The criterion (issue): the diagonal "
+              "entry exceeds every other entry of its row.", "",
               (f"**{passed} of {len(tasks)} rows pass" + (" — all rows pass.**" if d["all_rows_pass"] else ".**")
                if len(tasks) > 1 else "**One in-distribution task: there is no pair of tasks to compare; the random "
                "column is the check.**"), "",

@@ -56,7 +56,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from torch import Tensor
 
-from genrl_gym.reward import SCORES, trajectory_match
+from genrl_gym.reward import ALIGNS, SCORES, target_horizon, trajectory_match
 from genrl_gym.utils import CheckpointError, PromptError
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class LatentRewardScorer:
     :param score_kind: a feature score of :data:`genrl_gym.reward.SCORES`, or a KL score when ``target_logits`` is given.
     :param target_logits: target latent logits ``[Tt, S, C]``, needed by ``neg_kl``/``cosine_kl`` only.
     :param device: torch device of the computation (the model's device).
-    :param align: ``"sequence"`` (GenRL's alignment) or ``"none"``.
+    :param align: ``"sequence"`` (GenRL's alignment), ``"phase"`` or ``"none"`` (:func:`genrl_gym.reward.trajectory_match`).
     :param track_latent: also run the GRU so that :attr:`state` is the model's full posterior latent ``State [B]`` (for
         agents and diagnostics). Rewards are identical either way: GenRL's posterior reads the current frame only, and
         the reward features read the posterior's stochastic state only, so by default the GRU and the prior head are
@@ -197,8 +197,10 @@ class LatentRewardScorer:
             raise ValueError(f"num_threads must be None or >= 1, got {num_threads}")
         if target_features.dim() != 2:
             raise ValueError(f"target features must be [Tt, F], got {tuple(target_features.shape)}")
-        if align == "sequence" and target_features.shape[0] < _ALIGN_WINDOW:
-            raise ValueError(f"sequence alignment needs a target of >= {_ALIGN_WINDOW} steps, got {target_features.shape[0]}")
+        if align not in ALIGNS:
+            raise ValueError(f"unknown align {align!r}; choose one of {', '.join(ALIGNS)}")
+        if align != "none" and target_features.shape[0] < _ALIGN_WINDOW:
+            raise ValueError(f"{align} alignment needs a target of >= {_ALIGN_WINDOW} steps, got {target_features.shape[0]}")
         self.device = torch.device(device)
         self.model = model
         model_device = next(model.parameters()).device
@@ -350,7 +352,10 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
     :param vlm: VLM instance or ``load_vlm`` spec used to embed the prompt (None = the model's own VLM).
     :param score_kind: per-step score (:data:`genrl_gym.reward.SCORES`), default GenRL's max-norm cosine.
     :param history: frames of the episode kept for alignment (H + 1).
-    :param horizon: target horizon H (the target has H + 1 steps).
+    :param horizon: target horizon H (the target has H + 1 steps); default what ``align`` expects
+        (:func:`genrl_gym.reward.target_horizon`: 16 for ``"sequence"``, 48 for ``"phase"``).
+    :param align: the reward's alignment: ``"sequence"`` (GenRL's, the default), ``"phase"`` (also searches where inside a
+        longer target the episode's window starts; see :mod:`genrl_gym.reward`) or ``"none"``.
     :param device: torch device of the reward computation.
     :param obs_key: the image entry of a Dict observation.
     :param domain: the env's domain (default: read from the env, e.g. ``PixelEnv.task_spec.domain``); checked against the
@@ -365,7 +370,8 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
 
     def __init__(self, env: gym.Env[Any, Any], model: str | os.PathLike[str] | MFWM,
                  prompt: str | os.PathLike[str] | np.ndarray, *, vlm: VLM | str | Mapping[str, Any] | None = None,
-                 score_kind: str = "max_cosine", history: int = DEFAULT_HISTORY, horizon: int = DEFAULT_HORIZON,
+                 score_kind: str = "max_cosine", history: int = DEFAULT_HISTORY, horizon: int | None = None,
+                 align: str = "sequence",
                  device: str | torch.device = "cpu", obs_key: str = "image", domain: str | None = None,
                  track_latent: bool = False, num_threads: int | None = 1) -> None:
         super().__init__(env)
@@ -375,10 +381,10 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
         self.model = resolve_model(model, domain=domain, map_location=str(device))
         self._key, self._layout = image_layout(env.observation_space, int(self.model.config.image_size), obs_key)
         _check_action_space(env.action_space, int(self.model.config.action_dim), domain)
-        self.target = build_target(self.model, prompt, vlm, horizon)
+        self.target = build_target(self.model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon)
         self.scorer = LatentRewardScorer(self.model, self.target.features, 1, history=history, score_kind=score_kind,
                                          target_logits=_target_logits(self.target), device=device, track_latent=track_latent,
-                                         num_threads=num_threads)
+                                         num_threads=num_threads, align=align)
         self.prompt = self.target.prompt
         self._needs_reset = True
 
@@ -435,7 +441,8 @@ class GenRLVectorReward(VectorWrapper):
 
     def __init__(self, env: VectorEnv, model: str | os.PathLike[str] | MFWM, prompt: str | os.PathLike[str] | np.ndarray,
                  *, vlm: VLM | str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine",
-                 history: int = DEFAULT_HISTORY, horizon: int = DEFAULT_HORIZON, device: str | torch.device = "cpu",
+                 history: int = DEFAULT_HISTORY, horizon: int | None = None,
+                 align: str = "sequence", device: str | torch.device = "cpu",
                  obs_key: str = "image", domain: str | None = None, track_latent: bool = False,
                  num_threads: int | None = 1) -> None:
         super().__init__(env)
@@ -450,10 +457,10 @@ class GenRLVectorReward(VectorWrapper):
         self._low = env.single_action_space.low  # type: ignore[attr-defined]
         self._high = env.single_action_space.high  # type: ignore[attr-defined]
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-        self.target = build_target(self.model, prompt, vlm, horizon)
+        self.target = build_target(self.model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon)
         self.scorer = LatentRewardScorer(self.model, self.target.features, env.num_envs, history=history,
                                          score_kind=score_kind, target_logits=_target_logits(self.target), device=device,
-                                         track_latent=track_latent, num_threads=num_threads)
+                                         track_latent=track_latent, num_threads=num_threads, align=align)
         self.prompt = self.target.prompt
         self._autoreset = np.zeros(env.num_envs, dtype=bool)
 
