@@ -21,7 +21,7 @@ import numpy as np
 
 def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model: str, prompt: str | None,
                        preset: str, eval_seeds: list[int], video_dir: str | None,
-                       align: str = "sequence") -> dict[str, Any]:
+                       align: str | None = None) -> dict[str, Any]:
     """One job: train GenRLAgent for ``seconds`` (wall) from the task's clip, evaluate on the true reward."""
     import torch
 
@@ -49,7 +49,8 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
     train_s = time.time() - t0
     video = None if video_dir is None else f"{video_dir}/{domain}_{task}_seed{seed}.gif"
     ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, video_path=video)
-    return {"task": task, "seed": seed, "updates": agent.num_timesteps, "train_seconds": train_s, "prompt": clip,
+    return {"task": task, "seed": seed, "align": agent.align, "updates": agent.num_timesteps, "train_seconds": train_s,
+            "prompt": clip,
             "returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"]}
 
 
@@ -78,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--name", default=None, help="results name (default behaviour_<domain>)")
     p.add_argument("--video-dir", default=None)
-    p.add_argument("--align", choices=["sequence", "phase", "none"], default="sequence",
-                   help="the reward's alignment (genrl_gym.reward.trajectory_match)")
+    p.add_argument("--align", choices=["sequence", "phase", "none"], default=None,
+                   help="the reward's alignment (genrl_gym.reward.trajectory_match; default: the model's)")
     args = p.parse_args(argv)
 
     from benchmarks._machine import write_results
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         randoms = {t: f.result() for t, f in rand.items()}
 
     results: dict[str, Any] = {"domain": args.domain, "model": model, "preset": args.preset, "seconds": args.seconds,
-                               "align": args.align, "eval_seeds": eval_seeds, "tasks": {}}
+                               "align": sorted({r["align"] for r in runs.values()}), "eval_seeds": eval_seeds, "tasks": {}}
     rows = ["| task | GenRLAgent mean (per training seed) | std over seeds | normalised | random mean | random normalised "
             "| beats random on every seed |", "|---|---|---|---|---|---|---|"]
     for t in args.tasks:
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
              f"--seconds {args.seconds:.0f}"
              + (f" --model {args.model}" if args.model else "")
              + (f" --prompt-dir {args.prompt_dir}" if args.prompt_dir else "")
-             + (f" --align {args.align}" if args.align != "sequence" else "") + "`.")
+             + (f" --align {args.align}" if args.align else "") + "`.")
     write_results(args.name or f"behaviour_{args.domain}", results, "\n".join(rows), notes)
     print("\n".join(rows))
 

@@ -336,7 +336,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from genrl_gym.training.export import export_model
 
-    path = export_model(args.run, args.domain, args.dest, half=not args.fp32, max_mb=args.max_mb)
+    path = export_model(args.run, args.domain, args.dest, half=not args.fp32, max_mb=args.max_mb,
+                        reward_align=args.reward_align)
     info = json.loads((path.parent / "model.json").read_text())
     print(f"exported {args.run} -> {path} ({info['size_bytes'] / 1e6:.1f} MB, {info['weights_dtype']}, "
           f"{len(info['prompts'])} prompt clips in {path.parent / 'prompts'})")
@@ -499,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--dest", type=Path, default=None, help="output folder (default: genrl_gym/pretrained/<domain>)")
     ex.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16)")
     ex.add_argument("--max-mb", type=_positive(float), default=25.0, help="refuse a model.pt larger than this (MB)")
+    ex.add_argument("--reward-align", choices=["sequence", "phase", "none"], default=None,
+                    help="the reward alignment the model was checked with, recorded in its metadata; envs, agents and "
+                    "reports use it by default (default: keep the run's, else the reference's sequence)")
 
     rp = add("report", cmd_report, "Quality report of a world model: curves, reconstructions, prompts, discrimination.")
     rp.add_argument("--run", type=Path, required=True, help="`genrl pipeline --out` folder (TensorBoard logs, clips, heldout)")
@@ -509,8 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--tasks", nargs="*", default=None, help="tasks (default: those with prompt clips)")
     rp.add_argument("--seed", type=int, default=0, help="connector seed of the prompt targets (0: the envs')")
     rp.add_argument("--random-episodes", type=int, default=3, help="random-action episodes scored as an extra column")
-    rp.add_argument("--align", choices=["sequence", "phase", "none"], default="sequence",
-                    help="alignment of the discrimination reward (genrl_gym.reward; default: the envs' sequence)")
+    rp.add_argument("--align", choices=["sequence", "phase", "none"], default=None,
+                    help="alignment of the discrimination reward (genrl_gym.reward; default: the model's, as the envs)")
 
     b = add("bench", cmd_bench, "Run benchmarks (results in benchmarks/results/).")
     b.add_argument("names", nargs="*", help="quick: render collect vlm world_model reward agent (default: these); "

@@ -174,7 +174,7 @@ def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: 
 def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray | None = None,
                    model: str | os.PathLike[str] | Any = None, task: str | None = None,
                    vlm: str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine", history: int = 17,
-                   horizon: int | None = None, align: str = "sequence", render_mode: str | None = None, image_size: int = 64,
+                   horizon: int | None = None, align: str | None = None, render_mode: str | None = None, image_size: int = 64,
                    action_repeat: int = DEFAULT_ACTION_REPEAT, episode_frames: int = DEFAULT_EPISODE_FRAMES,
                    camera_id: int | None = None, render_quality: str | None = None, proprio: bool = False,
                    seed: int | None = None, device: str = "cpu", track_latent: bool = False,
@@ -188,7 +188,8 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
     :param vlm: ``load_vlm`` spec embedding the prompt (None = the model's own VLM, e.g. ``"video-only"``).
     :param score_kind: per-step score (``genrl_gym.reward.SCORES``).
     :param history: frames kept for alignment (H + 1). :param horizon: target horizon H (default: what ``align``
-        expects). :param align: the reward's alignment (``"sequence"``, GenRL's; ``"phase"``; ``"none"``).
+        expects). :param align: the reward's alignment (``"sequence"``, GenRL's; ``"phase"``; ``"none"``;
+        default the model's ``reward_align``).
     :param render_mode: None or ``"rgb_array"``.
     :param image_size: frame side in pixels (the model needs 64).
     :param action_repeat: physics steps per agent step. :param episode_frames: frames per episode.
@@ -219,7 +220,7 @@ def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.Pa
                           model: str | os.PathLike[str] | Any = None, task: str | None = None,
                           vlm: str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine", history: int = 17,
                           horizon: int | None = None,
-                          align: str = "sequence", render_mode: str | None = None, image_size: int = 64,
+                          align: str | None = None, render_mode: str | None = None, image_size: int = 64,
                           action_repeat: int = DEFAULT_ACTION_REPEAT, episode_frames: int = DEFAULT_EPISODE_FRAMES,
                           camera_id: int | None = None, render_quality: str | None = None, proprio: bool = False,
                           seed: int | None = None, device: str = "cpu", track_latent: bool = False,

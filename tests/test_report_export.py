@@ -93,6 +93,31 @@ def test_exported_folder_is_what_names_resolve_to(run: Path, tmp_path: Path, mon
     model_store.clear_model_cache()
 
 
+def test_a_models_recorded_reward_alignment_is_the_default_of_envs_agents_and_reports(run: Path, tmp_path: Path) -> None:
+    from genrl_gym.agents import GenRLAgent
+    from genrl_gym.envs import make_pixel_env
+    from genrl_gym.wrappers import GenRLReward
+
+    plain = MFWM.load(export_model(run, "walker", tmp_path / "plain"))
+    assert plain.reward_align == "sequence"  # nothing recorded: the reference's alignment
+    dest = tmp_path / "phase"
+    model = MFWM.load(export_model(run, "walker", dest, reward_align="phase"))
+    assert model.reward_align == "phase" and json.loads((dest / "model.json").read_text())["reward_align"] == "phase"
+    clip = dest / "prompts" / "walk.gif"
+    env = GenRLReward(make_pixel_env("walker", "walk"), model, clip)
+    assert env.scorer.align == "phase" and env.target.features.shape[0] == target_horizon("phase") + 1
+    env.close()
+    explicit = GenRLReward(make_pixel_env("walker", "walk"), model, clip, align="sequence")
+    assert explicit.scorer.align == "sequence" and explicit.target.features.shape[0] == 17
+    explicit.close()
+    agent = GenRLAgent(model, clip, preset="tiny", seed=0)
+    assert agent.align == "phase" and agent.policy.target_features.shape[0] == target_horizon("phase") + 1
+    disc = model_report(dest, run / "heldout", tmp_path / "report", run_dir=run, random_episodes=0)["discrimination"]
+    assert disc["align"] == "phase" and disc["target_steps"] == 49
+    with pytest.raises(ValueError, match="reward_align='dtw'"):
+        export_model(run, "walker", tmp_path / "bad", reward_align="dtw")
+
+
 def test_export_refuses_oversized_model_without_touching_dest(run: Path, tmp_path: Path) -> None:
     dest = tmp_path / "walker"
     with pytest.raises(CheckpointError, match="over the 0.001 MB budget"):

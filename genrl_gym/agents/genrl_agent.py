@@ -136,9 +136,10 @@ class GenRLAgent(BaseAlgorithm):
     :param horizon: imagined steps ``H`` (default 16; target length ``H + 1``).
     :param batch_size: start states per update (default: the preset's; paper 1024).
     :param score_kind: per-step score of :func:`genrl_gym.reward.trajectory_match` (default ``"max_cosine"``).
-    :param align: alignment of the reward (``"sequence"``, the reference's and the default; ``"phase"``, which also
-        searches where inside a longer target the imagined trajectory starts; ``"none"``). The target gets the length
-        the alignment expects (:func:`genrl_gym.reward.target_horizon`); use the same one as the env's reward.
+    :param align: alignment of the reward (``"sequence"``, the reference's; ``"phase"``, which also searches where
+        inside a longer target the imagined trajectory starts; ``"none"``); default the world model's ``reward_align``.
+        The target gets the length the alignment expects (:func:`genrl_gym.reward.target_horizon`); use the same
+        alignment as the env's reward.
     :param entropy_coef: actor entropy bonus (GenRL: 0).
     :param learning_rate: Adam learning rate of actor and critic (float or SB3 schedule; default: the preset's).
     :param overrides: further :class:`~genrl_gym.agents.actor_critic.ActorCriticConfig` fields (e.g. ``{"units": 64}``).
@@ -166,7 +167,7 @@ class GenRLAgent(BaseAlgorithm):
         horizon: int | None = None,
         batch_size: int | None = None,
         score_kind: str = "max_cosine",
-        align: str = "sequence",
+        align: str | None = None,
         entropy_coef: float | None = None,
         learning_rate: float | Schedule | None = None,
         overrides: dict[str, Any] | None = None,
@@ -203,10 +204,12 @@ class GenRLAgent(BaseAlgorithm):
             raise ValueError(f"start={start!r}: choose 'data_free' (no dataset) or 'offline' (pass store=EpisodeStore)")
         if score_kind not in SCORES:
             raise ValueError(f"score_kind={score_kind!r}; choose one of {', '.join(SCORES)}")
-        if align not in ALIGNS:
+        if align is not None and align not in ALIGNS:
             raise ValueError(f"align={align!r}; choose one of {', '.join(ALIGNS)}")
         if model is not None:
             self._attach_world_model(model)
+            if self.align is None:
+                self.align = self.world_model.reward_align
         if _init_setup_model:
             if model is None or prompt is None:
                 raise ValueError("GenRLAgent needs a world model (model=MFWM, checkpoint path or name) and a prompt")
@@ -216,7 +219,7 @@ class GenRLAgent(BaseAlgorithm):
             if start == "data_free" and cfg.batch_size % 2:
                 raise ValueError(f"batch_size={cfg.batch_size} must be even for data-free starts (half warm up with "
                                  "random actions, half with the actor)")
-            self._init_target = self._make_target(prompt, vlm, target_horizon(align, cfg.horizon + 1))
+            self._init_target = self._make_target(prompt, vlm, target_horizon(str(self.align), cfg.horizon + 1))
             self._setup_model()
 
     # ------------------------------------------------------------------------------------------------ construction
@@ -297,7 +300,7 @@ class GenRLAgent(BaseAlgorithm):
         self.config = ActorCriticConfig.from_dict(self.agent_config)
         cfg, mc = self.config, self.world_model.config
         wmc = mc.world_model
-        self.align = getattr(self, "align", "sequence")  # agents saved before `align` existed
+        self.align = getattr(self, "align", None) or "sequence"  # agents saved before `align` existed
         target_len = target_horizon(self.align, cfg.horizon + 1) + 1
         self.policy = GenRLPolicy(mc.stoch_dim + wmc.deter, mc.action_dim, cfg, target_len, wmc.stoch, wmc.classes,
                                   mc.feature_dim, mc.embed_dim).to(self.device)

@@ -176,6 +176,13 @@ class MFWM(nn.Module):
                 actions.append(action)
         return State.stack(states, 0), torch.stack(actions, 0)
 
+    @property
+    def reward_align(self) -> str:
+        """The reward alignment this model was checked with (``metadata["reward_align"]``, set by ``genrl export
+        --reward-align``; ``"sequence"``, the reference's, when absent). Envs, wrappers, agents and reports use it when
+        no ``align`` is given."""
+        return str(self.metadata.get("reward_align", "sequence"))
+
     def reward_features(self, stoch: Tensor) -> Tensor:
         """The decoder's first Linear (with bias) on one-hot ``stoch [..., S*C]`` -> ``[..., F]``, F = 32 * cnn_depth."""
         return self.world_model.features(stoch)

@@ -170,7 +170,7 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
                           clip_info: dict[str, dict[str, Any]] | None = None, *, seed: int = 0,
                           score_kind: str = "max_cosine", history: int = HISTORY,
                           exclude_clip_window: bool = True,
-                          random_images: list[np.ndarray] | None = None, align: str = "sequence") -> dict[str, Any]:
+                          random_images: list[np.ndarray] | None = None, align: str | None = None) -> dict[str, Any]:
     """Mean GenRL reward of each task's prompt-clip target on each task's held-out episodes.
 
     :param store: held-out episode store; each episode's info carries its ``"task"``.
@@ -181,8 +181,8 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
     :param seed: connector seed of the targets (0: what the envs use).
     :param random_images: frames ``uint8 [T, S, S, 3]`` of episodes of uniform random actions: an extra column that
         every target should score below its own task's episodes (the only check a one-task domain has).
-    :param align: the reward's alignment (:func:`genrl_gym.reward.trajectory_match`); the targets get the horizon it
-        expects (:func:`genrl_gym.reward.target_horizon`).
+    :param align: the reward's alignment (:func:`genrl_gym.reward.trajectory_match`; default the model's
+        ``reward_align``); the targets get the horizon it expects (:func:`genrl_gym.reward.target_horizon`).
     :return: dict with ``random_column`` ``{a: mean reward on the random episodes}`` and ``beats_random`` ``{a: bool}``
         (when ``random_images`` is given), and ``matrix`` ``[n, n]`` (rows = prompt task, columns = episode task;
         clip windows excluded when asked), ``matrix_all_rows`` (nothing excluded), ``episode_means``
@@ -208,6 +208,7 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
         raise ValueError(f"no prompt clip for task(s) {absent}; clips: {sorted(clips)}")
     from genrl_gym.reward import target_horizon
 
+    align = model.reward_align if align is None else align
     horizon = target_horizon(align, history)
     targets = {a: target_from_prompt(model, Path(clips[a]), horizon=horizon, seed=seed).features for a in tasks}
 
@@ -461,7 +462,7 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
                  None = None, out_dir: str | os.PathLike[str] = "report", *, tasks: list[str] | tuple[str, ...] | None = None,
                  seed: int = 0, run_dir: str | os.PathLike[str] | None = None, score_kind: str = "max_cosine",
                  steps_shown: int = 8, exclude_clip_window: bool = True, random_episodes: int = 3,
-                 align: str = "sequence") -> dict[str, Any]:
+                 align: str | None = None) -> dict[str, Any]:
     """Write ``REPORT.md``, ``report.json`` and PNGs about a world model into ``out_dir``; return the numbers.
 
     :param run_dir_or_model: a ``genrl pipeline --out`` folder, an exported model folder (``model.pt`` +
@@ -473,7 +474,8 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
     :param run_dir: the pipeline run, for its TensorBoard logs, clips and held-out store when the first argument is a
         model (an exported model's own ``prompts/`` are used for the clips).
     :param score_kind: GenRL score of the discrimination matrix (default the envs' ``max_cosine``).
-    :param align: alignment of the discrimination matrix's reward (``"sequence"``, the envs' default, or ``"phase"``).
+    :param align: alignment of the discrimination matrix's reward (default the model's ``reward_align``, what the envs
+        use).
     :param steps_shown: time steps per task in ``reconstructions.png``.
     :param exclude_clip_window: leave each clip's own frames out of its task's diagonal entry (see module docstring).
     :param random_episodes: 1000-frame episodes of uniform random actions (seeds 10000..) rendered like the training
@@ -569,7 +571,7 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
                                  exclude_clip_window=exclude_clip_window,
                                  random_images=random_episode_frames(model, tasks[0], random_episodes), align=align)
     files["discrimination.png"] = _plot_matrix(np.array(disc["matrix"]), tasks, out / "discrimination.png",
-                                               f"mean GenRL reward per step ({score_kind}, {align} alignment)")
+                                               f"mean GenRL reward per step ({score_kind}, {disc['align']} alignment)")
 
     # 5. summary ------------------------------------------------------------------------------------------------------
     cfg = model.config

@@ -354,8 +354,9 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
     :param history: frames of the episode kept for alignment (H + 1).
     :param horizon: target horizon H (the target has H + 1 steps); default what ``align`` expects
         (:func:`genrl_gym.reward.target_horizon`: 16 for ``"sequence"``, 48 for ``"phase"``).
-    :param align: the reward's alignment: ``"sequence"`` (GenRL's, the default), ``"phase"`` (also searches where inside a
-        longer target the episode's window starts; see :mod:`genrl_gym.reward`) or ``"none"``.
+    :param align: the reward's alignment: ``"sequence"`` (GenRL's), ``"phase"`` (also searches where inside a longer
+        target the episode's window starts; see :mod:`genrl_gym.reward`) or ``"none"``; default the model's
+        :attr:`~genrl_gym.models.MFWM.reward_align` (``"sequence"`` unless its export recorded another).
     :param device: torch device of the reward computation.
     :param obs_key: the image entry of a Dict observation.
     :param domain: the env's domain (default: read from the env, e.g. ``PixelEnv.task_spec.domain``); checked against the
@@ -371,7 +372,7 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
     def __init__(self, env: gym.Env[Any, Any], model: str | os.PathLike[str] | MFWM,
                  prompt: str | os.PathLike[str] | np.ndarray, *, vlm: VLM | str | Mapping[str, Any] | None = None,
                  score_kind: str = "max_cosine", history: int = DEFAULT_HISTORY, horizon: int | None = None,
-                 align: str = "sequence",
+                 align: str | None = None,
                  device: str | torch.device = "cpu", obs_key: str = "image", domain: str | None = None,
                  track_latent: bool = False, num_threads: int | None = 1) -> None:
         super().__init__(env)
@@ -381,6 +382,7 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
         self.model = resolve_model(model, domain=domain, map_location=str(device))
         self._key, self._layout = image_layout(env.observation_space, int(self.model.config.image_size), obs_key)
         _check_action_space(env.action_space, int(self.model.config.action_dim), domain)
+        align = self.model.reward_align if align is None else align
         self.target = build_target(self.model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon)
         self.scorer = LatentRewardScorer(self.model, self.target.features, 1, history=history, score_kind=score_kind,
                                          target_logits=_target_logits(self.target), device=device, track_latent=track_latent,
@@ -442,7 +444,7 @@ class GenRLVectorReward(VectorWrapper):
     def __init__(self, env: VectorEnv, model: str | os.PathLike[str] | MFWM, prompt: str | os.PathLike[str] | np.ndarray,
                  *, vlm: VLM | str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine",
                  history: int = DEFAULT_HISTORY, horizon: int | None = None,
-                 align: str = "sequence", device: str | torch.device = "cpu",
+                 align: str | None = None, device: str | torch.device = "cpu",
                  obs_key: str = "image", domain: str | None = None, track_latent: bool = False,
                  num_threads: int | None = 1) -> None:
         super().__init__(env)
@@ -457,6 +459,7 @@ class GenRLVectorReward(VectorWrapper):
         self._low = env.single_action_space.low  # type: ignore[attr-defined]
         self._high = env.single_action_space.high  # type: ignore[attr-defined]
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        align = self.model.reward_align if align is None else align
         self.target = build_target(self.model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon)
         self.scorer = LatentRewardScorer(self.model, self.target.features, env.num_envs, history=history,
                                          score_kind=score_kind, target_logits=_target_logits(self.target), device=device,

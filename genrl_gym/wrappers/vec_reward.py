@@ -49,7 +49,8 @@ class VecGenRLReward(VecEnvWrapper):
     :param vlm: VLM or ``load_vlm`` spec for the prompt (None = the model's own VLM).
     :param score_kind: per-step score (:data:`genrl_gym.reward.SCORES`).
     :param history: frames kept for alignment (H + 1). :param horizon: target horizon H (default: what ``align``
-        expects). :param align: the reward's alignment (``"sequence"``, ``"phase"``, ``"none"``; see :class:`GenRLReward`).
+        expects). :param align: the reward's alignment (``"sequence"``, ``"phase"``, ``"none"``; default the model's; see
+        :class:`~genrl_gym.wrappers.GenRLReward`).
     :param device: torch device of the reward computation.
     :param obs_key: image entry of a Dict observation.
     :param domain: the envs' domain, checked against the model's (default: read from the envs when they say).
@@ -63,7 +64,7 @@ class VecGenRLReward(VecEnvWrapper):
     def __init__(self, venv: VecEnv, model: str | os.PathLike[str] | MFWM, prompt: str | os.PathLike[str] | np.ndarray,
                  *, vlm: VLM | str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine",
                  history: int = DEFAULT_HISTORY, horizon: int | None = None,
-                 align: str = "sequence", device: str | torch.device = "cpu",
+                 align: str | None = None, device: str | torch.device = "cpu",
                  obs_key: str = "image", domain: str | None = None, track_latent: bool = False,
                  num_threads: int | None = 1) -> None:
         super().__init__(venv)
@@ -76,6 +77,7 @@ class VecGenRLReward(VecEnvWrapper):
         _check_action_space(venv.action_space, int(self.model.config.action_dim), domain)
         self._low = venv.action_space.low  # type: ignore[attr-defined]
         self._high = venv.action_space.high  # type: ignore[attr-defined]
+        align = self.model.reward_align if align is None else align
         self.target = build_target(self.model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon)
         self.scorer = LatentRewardScorer(self.model, self.target.features, venv.num_envs, history=history,
                                          score_kind=score_kind, target_logits=_target_logits(self.target), device=device,
