@@ -14,6 +14,7 @@ import torch
 
 from genrl_gym.model_store import resolve_model
 from genrl_gym.prompts import example, read_video, target_from_prompt
+from genrl_gym.reward import target_horizon
 from genrl_gym.training.report import env_rewards
 
 TASKS = ("stand", "walk", "run")
@@ -35,9 +36,10 @@ def matrix(walker) -> dict[str, dict[str, float]]:  # noqa: ANN001
         post, _ = walker.observe(frames, torch.zeros(1, t, walker.config.action_dim), is_first, sample=False)
         feats[b] = walker.reward_features(post.stoch[0]).detach()
     out: dict[str, dict[str, float]] = {}
+    align = walker.reward_align  # the reward the envs give with this model
     for a in TASKS:
-        target = target_from_prompt(walker, example("walker", a)).features.detach()
-        out[a] = {b: float(env_rewards(feats[b], target)[1:].mean()) for b in TASKS}
+        target = target_from_prompt(walker, example("walker", a), horizon=target_horizon(align)).features.detach()
+        out[a] = {b: float(env_rewards(feats[b], target, align=align)[1:].mean()) for b in TASKS}
     return out
 
 
