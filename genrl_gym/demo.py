@@ -118,6 +118,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     from genrl_gym.agents import GenRLAgent, evaluate_task_return
     from genrl_gym.envs import get_task
     from genrl_gym.prompts import decode_target, target_from_prompt, write_video
+    from genrl_gym.reward import target_horizon
     from genrl_gym.wrappers.callbacks import WallClockBudget
 
     out = Path(cfg.out)
@@ -133,7 +134,8 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     log(f"prompt: {prompt} ({why})")
 
     # 3. what the model thinks the prompt looks like
-    target = target_from_prompt(model, prompt)
+    # as long as the model's reward alignment needs (49 steps for "phase"), since the agent below learns from it
+    target = target_from_prompt(model, prompt, horizon=target_horizon(model.reward_align))
     gif = write_video(decode_target(model, target), out / "imagined_prompt.gif")
     log(f"imagined prompt: {gif}")
 
