@@ -114,6 +114,8 @@ def test_a_models_recorded_reward_alignment_is_the_default_of_envs_agents_and_re
     assert agent.align == "phase" and agent.policy.target_features.shape[0] == target_horizon("phase") + 1
     disc = model_report(dest, run / "heldout", tmp_path / "report", run_dir=run, random_episodes=0)["discrimination"]
     assert disc["align"] == "phase" and disc["target_steps"] == 49
+    text = (tmp_path / "report" / "REPORT.md").read_text()
+    assert "genrl export --run <pipeline run> --domain walker --reward-align phase`" in text  # how to reproduce it
     with pytest.raises(ValueError, match="reward_align='dtw'"):
         export_model(run, "walker", tmp_path / "bad", reward_align="dtw")
 

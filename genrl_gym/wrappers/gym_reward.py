@@ -64,8 +64,8 @@ if TYPE_CHECKING:
     from genrl_gym.prompts import TargetTrajectory
     from genrl_gym.vlm import VLM
 
-__all__ = ["LatentRewardScorer", "GenRLReward", "GenRLVectorReward", "build_target", "image_layout", "to_hwc",
-           "env_domain", "DEFAULT_HISTORY", "DEFAULT_HORIZON"]
+__all__ = ["LatentRewardScorer", "GenRLReward", "GenRLVectorReward", "build_target", "aligned_target", "image_layout",
+           "to_hwc", "env_domain", "DEFAULT_HISTORY", "DEFAULT_HORIZON"]
 
 #: Target horizon H of GenRL's imagination (the target has H + 1 steps).
 DEFAULT_HORIZON = 16
@@ -153,6 +153,16 @@ def build_target(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray, vlm: 
 
         vlm = load_vlm(vlm)
     return target_from_prompt(model, prompt, vlm=vlm, horizon=horizon)
+
+
+def aligned_target(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray, vlm: VLM | str | Mapping[str, Any] | None,
+                   *, history: int = DEFAULT_HISTORY, horizon: int | None = None,
+                   align: str | None = None) -> tuple[TargetTrajectory, str]:
+    """The wrappers' target and alignment: ``align`` (default the model's ``reward_align``) and the prompt's target of
+    ``horizon`` steps after the first (default what that alignment expects for ``history`` frames,
+    :func:`genrl_gym.reward.target_horizon`). -> ``(target, align)``."""
+    align = model.reward_align if align is None else align
+    return build_target(model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon), align
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -382,8 +392,7 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
         self.model = resolve_model(model, domain=domain, map_location=str(device))
         self._key, self._layout = image_layout(env.observation_space, int(self.model.config.image_size), obs_key)
         _check_action_space(env.action_space, int(self.model.config.action_dim), domain)
-        align = self.model.reward_align if align is None else align
-        self.target = build_target(self.model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon)
+        self.target, align = aligned_target(self.model, prompt, vlm, history=history, horizon=horizon, align=align)
         self.scorer = LatentRewardScorer(self.model, self.target.features, 1, history=history, score_kind=score_kind,
                                          target_logits=_target_logits(self.target), device=device, track_latent=track_latent,
                                          num_threads=num_threads, align=align)
@@ -459,8 +468,7 @@ class GenRLVectorReward(VectorWrapper):
         self._low = env.single_action_space.low  # type: ignore[attr-defined]
         self._high = env.single_action_space.high  # type: ignore[attr-defined]
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-        align = self.model.reward_align if align is None else align
-        self.target = build_target(self.model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon)
+        self.target, align = aligned_target(self.model, prompt, vlm, history=history, horizon=horizon, align=align)
         self.scorer = LatentRewardScorer(self.model, self.target.features, env.num_envs, history=history,
                                          score_kind=score_kind, target_logits=_target_logits(self.target), device=device,
                                          track_latent=track_latent, num_threads=num_threads, align=align)

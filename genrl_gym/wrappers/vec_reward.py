@@ -29,9 +29,8 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from genrl_gym.reward import target_horizon
 from genrl_gym.wrappers.gym_reward import (DEFAULT_HISTORY, LatentRewardScorer, _check_action_space,
-                                           _target_logits, build_target, image_layout, to_hwc)
+                                           _target_logits, aligned_target, image_layout, to_hwc)
 
 if TYPE_CHECKING:
     from genrl_gym.models import MFWM
@@ -77,8 +76,7 @@ class VecGenRLReward(VecEnvWrapper):
         _check_action_space(venv.action_space, int(self.model.config.action_dim), domain)
         self._low = venv.action_space.low  # type: ignore[attr-defined]
         self._high = venv.action_space.high  # type: ignore[attr-defined]
-        align = self.model.reward_align if align is None else align
-        self.target = build_target(self.model, prompt, vlm, target_horizon(align, history) if horizon is None else horizon)
+        self.target, align = aligned_target(self.model, prompt, vlm, history=history, horizon=horizon, align=align)
         self.scorer = LatentRewardScorer(self.model, self.target.features, venv.num_envs, history=history,
                                          score_kind=score_kind, target_logits=_target_logits(self.target), device=device,
                                          track_latent=track_latent, num_threads=num_threads, align=align)
