@@ -19,13 +19,13 @@ def rollout_upright(stage: str, domain: str, task: str, seed: int) -> dict[str, 
     env = make_proprio_env(domain, task, seed=seed)
     obs, _ = env.reset(seed=seed)
     physics = env.unwrapped.physics  # type: ignore[attr-defined]
-    start = float(physics.named.data.xmat["torso", "zz"])
+    start = float(physics.torso_upright())  # the domain's own definition, the one its rewards use
     ret, ups, done = 0.0, [], False
     while not done:
         action, _ = policy.predict(obs[None], deterministic=False)
         obs, reward, terminated, truncated, _ = env.step(action[0])
         ret += float(reward)
-        ups.append(float(physics.named.data.xmat["torso", "zz"]))
+        ups.append(float(physics.torso_upright()))
         done = terminated or truncated
     env.close()
     return {"return": ret, "upright_start": start, "upright_mean": float(np.mean(ups)), "upright_end": ups[-1]}

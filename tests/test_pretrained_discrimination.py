@@ -11,12 +11,11 @@ only some rows of the held-out matrix.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from genrl_gym.model_store import resolve_model
 from genrl_gym.prompts import example, read_video, target_from_prompt
 from genrl_gym.reward import target_horizon
-from genrl_gym.training.report import env_rewards
+from genrl_gym.training.report import env_rewards, posterior_modes
 
 DOMAINS = ("walker", "stickman", "quadruped")
 TASKS = ("stand", "walk", "run")
@@ -34,14 +33,8 @@ def model(domain: str):  # noqa: ANN201
 
 @pytest.fixture(scope="module")
 def matrix(domain: str, model) -> dict[str, dict[str, float]]:  # noqa: ANN001
-    feats = {}
-    for b in TASKS:
-        frames = torch.as_tensor(read_video(example(domain, b)))[None]
-        t = frames.shape[1]
-        is_first = torch.zeros(1, t, dtype=torch.bool)
-        is_first[0, 0] = True
-        post, _ = model.observe(frames, torch.zeros(1, t, model.config.action_dim), is_first, sample=False)
-        feats[b] = model.reward_features(post.stoch[0]).detach()
+    # each clip frame's posterior reward features, computed as the envs compute them
+    feats = {b: posterior_modes(model, read_video(example(domain, b)))[1] for b in TASKS}
     out: dict[str, dict[str, float]] = {}
     align = model.reward_align  # the reward the envs give with this model
     for a in TASKS:
