@@ -11,8 +11,10 @@ shipped video prompt (``genrl_gym.prompts.example(domain, task)``), then is eval
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import multiprocessing
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -21,8 +23,10 @@ import numpy as np
 
 def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model: str, prompt: str | None,
                        preset: str, eval_seeds: list[int], video_dir: str | None,
-                       align: str | None = None) -> dict[str, Any]:
-    """One job: train GenRLAgent for ``seconds`` (wall) from the task's clip, evaluate on the true reward."""
+                       align: str | None = None, overrides: dict[str, Any] | None = None,
+                       clock: str = "wall") -> dict[str, Any]:
+    """One job: train GenRLAgent for ``seconds`` (of wall time, or of this process's CPU time with ``clock="cpu"``)
+    from the task's clip, then evaluate it on the true reward and on the GenRL reward it earns in the real env."""
     import torch
 
     import genrl_gym  # noqa: F401
@@ -36,21 +40,28 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
     mfwm = resolve_model(model, domain=domain)
     clip = prompt or str(example(domain, task))
 
+    now = time.process_time if clock == "cpu" else time.time
+    imagined: list[float] = []
+
     class Budget(BaseCallback):
         def _on_training_start(self) -> None:
-            self.t0 = time.time()
+            self.t0 = now()
 
         def _on_step(self) -> bool:
-            return time.time() - self.t0 < seconds
+            imagined.append(float(self.locals["metrics"]["reward_mean"]))
+            return now() - self.t0 < seconds
 
-    agent = GenRLAgent(mfwm, clip, preset=preset, start="data_free", seed=seed, align=align)
-    t0 = time.time()
+    agent = GenRLAgent(mfwm, clip, preset=preset, start="data_free", seed=seed, align=align, overrides=overrides)
+    t0, c0 = time.time(), time.process_time()
     agent.learn(10**9, callback=Budget())
-    train_s = time.time() - t0
+    train_s, train_cpu = time.time() - t0, time.process_time() - c0
     video = None if video_dir is None else f"{video_dir}/{domain}_{task}_seed{seed}.gif"
-    ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, video_path=video)
+    ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, video_path=video, reward_prompt=clip)
+    tail = imagined[-max(1, len(imagined) // 10):]  # the policy at the end of training
     return {"task": task, "seed": seed, "align": agent.align, "updates": agent.num_timesteps, "train_seconds": train_s,
-            "prompt": clip,
+            "train_cpu_seconds": train_cpu, "prompt": clip, "agent_config": agent.agent_config,
+            "imagined_reward_per_step": float(np.mean(tail)),
+            "real_genrl_reward_per_step": float(np.mean(ev["genrl_reward_per_step"])),
             "returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"]}
 
 
@@ -66,7 +77,7 @@ def random_returns(domain: str, task: str, eval_seeds: list[int]) -> dict[str, A
     return {"returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"]}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domain", default="walker")
     p.add_argument("--tasks", nargs="+", default=["stand", "walk", "run"])
@@ -79,6 +90,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--name", default=None, help="results name (default behaviour_<domain>)")
     p.add_argument("--video-dir", default=None)
+    p.add_argument("--overrides", default=None, help="JSON overrides of the agent config (ActorCriticConfig fields)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="what --seconds counts: wall time, or each job's own CPU time (fair on a loaded machine)")
+    p.add_argument("--summary", default="behaviour_summary",
+                   help="summary file under benchmarks/results whose rows for these tasks are replaced ('' = none)")
+    p.add_argument("--results-dir", default=None, help="where results go (default benchmarks/results)")
     p.add_argument("--align", choices=["sequence", "phase", "none"], default=None,
                    help="the reward's alignment (genrl_gym.reward.trajectory_match; default: the model's)")
     args = p.parse_args(argv)
@@ -88,20 +105,23 @@ def main(argv: list[str] | None = None) -> None:
 
     eval_seeds = list(range(args.eval_seeds))
     model = args.model or args.domain
+    overrides = json.loads(args.overrides) if args.overrides else None
     jobs = [(t, s) for t in args.tasks for s in args.seeds]
     # spawn, not fork: a forked child of a process that holds torch/OpenMP or EGL threads can deadlock on their locks
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
                                        None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif", args.preset,
-                                       eval_seeds, args.video_dir, args.align) for t, s in jobs}
+                                       eval_seeds, args.video_dir, args.align, overrides, args.clock) for t, s in jobs}
         rand = {t: pool.submit(random_returns, args.domain, t, eval_seeds) for t in args.tasks}
         runs = {k: f.result() for k, f in futures.items()}
         randoms = {t: f.result() for t, f in rand.items()}
 
     results: dict[str, Any] = {"domain": args.domain, "model": model, "preset": args.preset, "seconds": args.seconds,
+                               "clock": args.clock, "overrides": overrides, "model_sha256": _model_sha256(model),
                                "align": sorted({r["align"] for r in runs.values()}), "eval_seeds": eval_seeds, "tasks": {}}
     rows = ["| task | GenRLAgent mean (per training seed) | std over seeds | normalised | random mean | random normalised "
-            "| beats random on every seed |", "|---|---|---|---|---|---|---|"]
+            "| beats random on every seed | imagined reward/step | real GenRL reward/step |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for t in args.tasks:
         spec = get_task(args.domain, t)
         per_seed = [runs[(t, s)]["mean"] for s in args.seeds]
@@ -114,9 +134,12 @@ def main(argv: list[str] | None = None) -> None:
                                "expert_score": spec.expert_score}
         rows.append(f"| {t} | {np.mean(per_seed):.1f} ({', '.join(f'{m:.0f}' for m in per_seed)}) | "
                     f"{np.std(per_seed):.1f} | {np.mean(norm):.3f} | {r['mean']:.1f} | {r['normalized_mean']:.3f} | "
-                    f"{'yes' if beats else 'no'} |")
+                    f"{'yes' if beats else 'no'} | "
+                    f"{np.mean([runs[(t, s)]['imagined_reward_per_step'] for s in args.seeds]):.3f} | "
+                    f"{np.mean([runs[(t, s)]['real_genrl_reward_per_step'] for s in args.seeds]):.3f} |")
     updates = [runs[k]["updates"] for k in jobs]
-    notes = (f"GenRLAgent (`{args.preset}` preset, data-free starts) trained for {args.seconds:.0f} s wall per run "
+    notes = (f"GenRLAgent (`{args.preset}` preset, data-free starts) trained for {args.seconds:.0f} s of "
+             f"{'wall time' if args.clock == 'wall' else 'its own CPU time'} per run "
              f"({min(updates)}-{max(updates)} behaviour updates; the paper uses 50k) from the task's shipped video clip, "
              f"{args.workers} runs in parallel at one torch thread each; model `{model}`. Each trained agent is evaluated "
              f"on {len(eval_seeds)} episodes of 1000 frames (seeds {eval_seeds}) on the TRUE task reward; the random "
@@ -126,9 +149,50 @@ def main(argv: list[str] | None = None) -> None:
              f"--seconds {args.seconds:.0f}"
              + (f" --model {args.model}" if args.model else "")
              + (f" --prompt-dir {args.prompt_dir}" if args.prompt_dir else "")
-             + (f" --align {args.align}" if args.align else "") + "`.")
-    write_results(args.name or f"behaviour_{args.domain}", results, "\n".join(rows), notes)
+             + (f" --align {args.align}" if args.align else "")
+             + (f" --overrides '{args.overrides}'" if args.overrides else "")
+             + (f" --clock {args.clock}" if args.clock != "wall" else "") + "`. Imagined reward/step: the mean GenRL "
+             "reward of the imagined trajectories over the last 10% of updates; real GenRL reward/step: what the same "
+             "policy earns per step from the same prompt in the real env during evaluation.")
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    write_results(args.name or f"behaviour_{args.domain}", results, "\n".join(rows), notes, results_dir)
+    if args.summary:
+        update_summary(args.summary, results_dir, [
+            {"domain": args.domain, "task": t, "model_sha256": results["model_sha256"],
+             "prompt": runs[(t, args.seeds[0])]["prompt"], "seconds_per_seed": args.seconds, "clock": args.clock,
+             "seeds": list(args.seeds), "returns": [runs[(t, s)]["mean"] for s in args.seeds],
+             "random_mean": randoms[t]["mean"], "normalised_mean": results["tasks"][t]["normalized_mean"],
+             "imagined_reward_per_step": [runs[(t, s)]["imagined_reward_per_step"] for s in args.seeds],
+             "real_genrl_reward_per_step": [runs[(t, s)]["real_genrl_reward_per_step"] for s in args.seeds],
+             "results_file": f"{args.name or f'behaviour_{args.domain}'}.json"} for t in args.tasks])
     print("\n".join(rows))
+    return results
+
+
+def _model_sha256(model: str) -> str | None:
+    """sha256 of the model file that ``model`` (a path or store name) resolves to."""
+    from genrl_gym.model_store import resolve_model_path
+    from genrl_gym.training.export import file_sha256
+
+    return file_sha256(resolve_model_path(model)[0])
+
+
+def update_summary(name: str, results_dir: Path | None, new_rows: list[dict[str, Any]]) -> None:
+    """Replace the rows of ``benchmarks/results/<name>.json`` with the same (domain, task) by ``new_rows``; keep the
+    rest (one row per shipped task, each from the last behaviour run of its domain)."""
+    from benchmarks._machine import RESULTS, machine_info
+    from genrl_gym.utils import atomic_write
+
+    path = (results_dir or RESULTS) / f"{name}.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    keys = {(r["domain"], r["task"]) for r in new_rows}
+    machine = machine_info()
+    rows = [r for r in rows if (r["domain"], r["task"]) not in keys] + [{**r, "machine": machine["cpu"],
+                                                                       "git_commit": machine["git_commit"]}
+                                                                      for r in new_rows]
+    rows.sort(key=lambda r: (r["domain"], r["task"]))
+    with atomic_write(path, "w") as f:
+        json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":

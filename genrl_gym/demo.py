@@ -162,20 +162,25 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
 
     # 6. evaluation on the true task reward
     seeds = list(cfg.seeds)
+    # every policy also earns the GenRL reward of the same prompt in the real env, beside the true return, so that the
+    # agent's imagined reward can be set against what its behaviour earns for real (model exploitation at a glance)
+    scored = dict(episode_frames=cfg.episode_frames, reward_prompt=prompt,
+                  reward_model=model)
     ev = {
         "GenRLAgent (data-free)": evaluate_task_return(agent, cfg.domain, cfg.task, seeds=seeds,
-                                                       episode_frames=cfg.episode_frames,
-                                                       video_path=out / "rollout_genrl_agent.gif"),
+                                                       video_path=out / "rollout_genrl_agent.gif", **scored),
         "SAC on GenRL reward": evaluate_task_return(sac, cfg.domain, cfg.task, seeds=seeds,
-                                                    episode_frames=cfg.episode_frames,
-                                                    video_path=out / "rollout_sac.gif"),
+                                                    video_path=out / "rollout_sac.gif", **scored),
         "random": evaluate_task_return(_RandomActor(model.config.action_dim, cfg.seed), cfg.domain, cfg.task,
-                                       seeds=seeds, episode_frames=cfg.episode_frames),
+                                       seeds=seeds, **scored),
     }
+    tail = [v for _, _, v in agent_cb.curve[-max(1, len(agent_cb.curve) // 10):]]
+    imagined = float(np.mean(tail)) if tail else None
     results = {"domain": cfg.domain, "task": cfg.task, "prompt": str(prompt), "prompt_reason": why,
                "model_source": source, "model": model_info, "seeds": seeds,
                "random_score": spec.random_score, "expert_score": spec.expert_score,
                "agent_updates": agent.num_timesteps, "sac_env_steps": sac.num_timesteps,
+               "agent_imagined_reward_per_step": imagined,
                "wall_seconds": time.time() - t_start,
                "evaluation": {k: _jsonable(v) for k, v in ev.items()},
                "curves": {"GenRLAgent imagined reward": agent_cb.curve, "SAC true episode return": sac_cb.curve}}
@@ -216,10 +221,16 @@ def _jsonable(x: Any) -> Any:
 
 def _summary_table(results: dict[str, Any]) -> str:
     rows = [f"{results['domain']} {results['task']}: true return over seeds {results['seeds']} "
-            f"({results['model_source']} model)", "", "| policy | mean | std | normalised |", "|---|---|---|---|"]
+            f"({results['model_source']} model)", "",
+            "| policy | mean | std | normalised | GenRL reward/step, real env | GenRL reward/step, imagined |",
+            "|---|---|---|---|---|---|"]
     for name, ev in results["evaluation"].items():
         norm = ev.get("normalized_mean")
-        rows.append(f"| {name} | {ev['mean']:.1f} | {ev['std']:.1f} | {'n/a' if norm is None else f'{norm:.3f}'} |")
+        real = ev.get("genrl_reward_per_step")
+        imagined = results.get("agent_imagined_reward_per_step") if name.startswith("GenRLAgent") else None
+        rows.append(f"| {name} | {ev['mean']:.1f} | {ev['std']:.1f} | {'n/a' if norm is None else f'{norm:.3f}'} | "
+                    f"{'n/a' if real is None else f'{np.mean(real):.3f}'} | "
+                    f"{'-' if imagined is None else f'{imagined:.3f}'} |")
     return "\n".join(rows)
 
 
@@ -248,7 +259,10 @@ def _write_report(results: dict[str, Any], out: Path) -> None:
              f"- GenRLAgent: {results['agent_updates']} behaviour updates (data-free, imagination); "
              f"SAC: {results['sac_env_steps']} env steps on the GenRL reward; same wall time",
              f"- true-reward normalisation: random {results['random_score']}, expert {results['expert_score']} "
-             "(the task table's constants, 1000-frame episodes)", "", _summary_table(results), "",
+             "(the task table's constants, 1000-frame episodes)",
+             "- GenRL reward/step: the reward of the same prompt, per agent step; in the real env for every policy, and "
+             "for GenRLAgent also in imagination (mean of its last 10% of updates). A large gap means the agent exploits "
+             "the world model's errors.", "", _summary_table(results), "",
              "Per-seed returns:", ""]
     for name, ev in results["evaluation"].items():
         lines.append(f"- {name}: {', '.join(f'{r:.1f}' for r in ev['returns'])}")

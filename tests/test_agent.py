@@ -266,3 +266,62 @@ def test_sb3_evaluate_policy_on_registered_genrl_env(model, prompt, vlm, tmp_pat
     finally:
         env.close()
     assert lengths == [4, 4] and all(math.isfinite(r) for r in rewards)
+
+
+def test_imagined_episode_starts_continue_and_restart(model, prompt, vlm):
+    """episode_fraction: that part of the batch continues from the last imagined state of the previous update; a restart
+    (certain when episode_steps <= horizon) puts it back at the world model's episode-start state."""
+    agent = _agent(model, prompt, vlm, overrides={"episode_fraction": 0.5, "episode_steps": 10**9})
+    n = agent.config.batch_size // 2
+    first = agent.start_states()
+    reset = agent._reset_states(n)
+    # the first update starts every imagined episode at the reset state (deterministic deter from the zero state)
+    torch.testing.assert_close(first.deter[:n], reset.deter)
+    agent.train_step()
+    carried = agent._episodes
+    assert carried.deter.shape[0] == n
+    nxt = agent.start_states()  # restart probability horizon / 1e9: continues
+    torch.testing.assert_close(nxt.deter[:n], carried.deter)
+    assert not torch.allclose(nxt.deter[:n], reset.deter)
+    agent.config.episode_steps = agent.config.horizon  # restart probability 1
+    torch.testing.assert_close(agent.start_states().deter[:n], reset.deter)
+
+
+def test_episode_fraction_validated(model, prompt, vlm):
+    with pytest.raises(ValueError, match="episode_fraction"):
+        _agent(model, prompt, vlm, overrides={"episode_fraction": 1.5})
+    with pytest.raises(ValueError, match="reference starts"):  # tiny batch 16: 0.25 leaves 12 (ok), 0.3 leaves 11
+        _agent(model, prompt, vlm, overrides={"episode_fraction": 0.3125})
+
+
+def test_clip_actions_bounds_imagined_actions_straight_through(model, prompt, vlm):
+    """clip_actions: imagined actions stay in [-1, 1] (what the env applies) and the actor still gets a gradient."""
+    agent = _agent(model, prompt, vlm, overrides={"clip_actions": True, "min_std": 0.9, "max_std": 3.0})
+    states, actions, _ = agent.imagine(agent.start_states())
+    assert actions.abs().max() <= 1.0
+    actions.sum().backward()
+    grads = [p.grad for p in agent.policy.actor.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    free = _agent(model, prompt, vlm, overrides={"min_std": 0.9, "max_std": 3.0})
+    assert free.imagine(free.start_states())[1].abs().max() > 1.0  # the reference's unclipped samples leave the box
+
+
+def test_evaluate_task_return_measures_real_genrl_reward(model, prompt, vlm) -> None:
+    """reward_prompt: the mean GenRL reward per step the policy earns in the real env, equal to what the
+    GenRL/<Domain>-v0 wrapper pays the same actions on the same seed."""
+    from genrl_gym.envs import make_pixel_env
+    from genrl_gym.wrappers import GenRLReward
+
+    agent = _agent(model, prompt, vlm)
+    out = evaluate_task_return(agent, "walker", "stand", seeds=[3], episode_frames=40, reward_prompt=prompt)
+    env = GenRLReward(make_pixel_env("walker", "stand", episode_frames=40), model, prompt, align=agent.align)
+    obs, _ = env.reset(seed=3)
+    state, start, rewards, done = None, True, [], False
+    while not done:
+        action, state = agent.predict(obs, state=state, episode_start=np.array([start]), deterministic=True)
+        obs, r, term, trunc, _ = env.step(action)
+        rewards.append(r)
+        start, done = False, term or trunc
+    assert out["genrl_reward_per_step"] == [pytest.approx(np.mean(rewards))]
+    assert np.std(rewards) > 0  # a real signal, not a constant
+    assert evaluate_task_return(agent, "walker", "stand", seeds=[3], episode_frames=8)["genrl_reward_per_step"] is None

@@ -70,6 +70,15 @@ class ActorCriticConfig:
     return_min_scale: float = 1.0  # scale = max(return_min_scale, P95 - P5)
     warmup_steps: int = 5  # data-free starts: prior steps before the start state
     connector_steps: int = 16  # data-free starts: steps of each connector rollout from random embeddings
+    # Ours, not the reference's: this fraction of the data-free starts continues imagined *episodes*: each begins at the
+    # world model's episode-start state (the prior after a reset) and carries on from the last state of its previous
+    # imagined trajectory, restarting after about `episode_steps` imagined steps (geometric). The policy then learns on
+    # the states its own behaviour reaches from where real episodes begin, not only on the reference's mixed states.
+    episode_fraction: float = 0.0
+    episode_steps: int = 250  # mean imagined steps before an imagined episode restarts (real DMC episodes: 500)
+    # Ours: clip imagined actions to the env's [-1, 1] (straight-through gradient), as the real env clips them; the
+    # reference feeds the unclipped Normal samples, which the world model never saw in its data.
+    clip_actions: bool = False
     preset: str = "custom"
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +105,10 @@ class ActorCriticConfig:
                      "connector_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
+        if not 0.0 <= self.episode_fraction <= 1.0:
+            raise ValueError(f"episode_fraction={self.episode_fraction} must be in [0, 1]")
+        if self.episode_steps <= 0:
+            raise ValueError(f"episode_steps={self.episode_steps} must be a positive integer")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 0")
         if self.batch_size < 2:

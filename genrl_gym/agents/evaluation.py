@@ -37,7 +37,8 @@ def _act_fn(agent_or_policy: Any, deterministic: bool) -> Callable[[dict[str, np
 def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episodes: int = 3,
                          seeds: Sequence[int] | None = None, video_path: str | os.PathLike[str] | None = None,
                          episode_frames: int = 1000, *, deterministic: bool = True,
-                         env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+                         env_kwargs: dict[str, Any] | None = None, reward_prompt: Any = None,
+                         reward_model: Any = None) -> dict[str, Any]:
     """Episode returns of a policy under the task's true reward.
 
     :param agent_or_policy: a :class:`~genrl_gym.agents.GenRLAgent`, any SB3 model (``predict`` with recurrent
@@ -50,9 +51,14 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
     :param deterministic: passed to ``predict`` (GenRL evaluates the actor's mean).
     :param env_kwargs: extra :func:`make_pixel_env` arguments. By default a GenRLAgent's world-model render settings
         (image size, camera, render quality) are used, so that the model is fed what it was trained on.
+    :param reward_prompt: if given, the env is wrapped in :class:`~genrl_gym.wrappers.GenRLReward` with this prompt and
+        the GenRL reward the policy earns in the real env is measured beside the true return (so that it can be set
+        against the reward the agent saw in imagination). The alignment is the agent's (else the model's).
+    :param reward_model: the world model of that reward; default the agent's ``world_model``.
     :return: ``{"domain", "task", "seeds": [..], "returns": [..] (per seed), "mean", "std", "lengths" (agent steps),
         "normalized": [..] | None, "normalized_mean": float | None, "random_score", "expert_score",
-        "episode_frames", "video_path": str | None}``. Normalised scores are given only for ``episode_frames == 1000``
+        "episode_frames", "video_path": str | None, "genrl_reward_per_step": [..] | None (mean GenRL reward per agent
+        step of each episode, with ``reward_prompt``)}``. Normalised scores are given only for ``episode_frames == 1000``
         (the table's constants are 1000-frame returns) and tasks that have constants.
     """
     import genrl_gym  # noqa: F401  (render guard before dm_control renders)
@@ -66,23 +72,32 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
     kwargs = {**render_env_kwargs(getattr(world_model, "render_settings", None)), **(env_kwargs or {})}
     act = _act_fn(agent_or_policy, deterministic)
     env = make_pixel_env(domain, task, episode_frames=episode_frames, **kwargs)
-    returns, lengths, frames = [], [], []
+    if reward_prompt is not None:
+        from genrl_gym.wrappers import GenRLReward
+
+        reward_model = world_model if reward_model is None else reward_model
+        if reward_model is None:
+            raise ValueError("reward_prompt needs a world model: pass reward_model= (a policy without .world_model)")
+        env = GenRLReward(env, reward_model, reward_prompt, align=getattr(agent_or_policy, "align", None), domain=domain)
+    returns, lengths, frames, genrl = [], [], [], []
     try:
         for i, seed in enumerate(seeds):
             obs, _ = env.reset(seed=seed)
-            state, start, done, total, steps = None, True, False, 0.0, 0
+            state, start, done, total, steps, score = None, True, False, 0.0, 0, 0.0
             if i == 0 and video_path is not None:
                 frames.append(obs["image"])
             while not done:
                 action, state = act(obs, state, start)
                 obs, _, terminated, truncated, info = env.step(action)
                 total += float(info["task_reward"])
+                score += float(info.get("genrl_score", 0.0))
                 steps += 1
                 start, done = False, bool(terminated or truncated)
                 if i == 0 and video_path is not None:
                     frames.append(obs["image"])
             returns.append(total)
             lengths.append(steps)
+            genrl.append(score / max(steps, 1))
     finally:
         env.close()
     written = None
@@ -98,5 +113,5 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
         "std": float(np.std(returns)), "lengths": lengths, "normalized": normalized,
         "normalized_mean": None if normalized is None else float(np.mean(normalized)),
         "random_score": spec.random_score, "expert_score": spec.expert_score, "episode_frames": episode_frames,
-        "video_path": written,
+        "video_path": written, "genrl_reward_per_step": genrl if reward_prompt is not None else None,
     }

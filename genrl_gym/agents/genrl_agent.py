@@ -216,9 +216,11 @@ class GenRLAgent(BaseAlgorithm):
             if start == "offline" and store is None:
                 raise ValueError("start='offline' samples start states from a dataset: pass store=EpisodeStore(...) "
                                  "(or use start='data_free', which needs none)")
-            if start == "data_free" and cfg.batch_size % 2:
-                raise ValueError(f"batch_size={cfg.batch_size} must be even for data-free starts (half warm up with "
-                                 "random actions, half with the actor)")
+            n_reference = cfg.batch_size - int(round(cfg.batch_size * cfg.episode_fraction))
+            if start == "data_free" and n_reference % 2:
+                raise ValueError(f"batch_size={cfg.batch_size} with episode_fraction={cfg.episode_fraction} leaves "
+                                 f"{n_reference} reference starts, which must be even (half warm up with random "
+                                 "actions, half with the actor): change batch_size or episode_fraction")
             self._init_target = self._make_target(prompt, vlm, target_horizon(str(self.align), cfg.horizon + 1))
             self._setup_model()
 
@@ -326,12 +328,47 @@ class GenRLAgent(BaseAlgorithm):
 
     # ------------------------------------------------------------------------------------------------ start states
     def _data_free_starts(self) -> State:
-        """Reference §10: ``batch_size // 2`` mixed states (deter 0; stoch 50/50 uniform-categorical sample or connector
+        """Data-free start states ``State [batch_size]`` (no gradient): the imagined-episode part first (``episode_fraction``
+        of the batch, see :meth:`_episode_starts`), then the reference's mixed states (:meth:`_reference_starts`)."""
+        cfg = self.config
+        n_episode = int(round(cfg.batch_size * cfg.episode_fraction))
+        parts = []
+        if n_episode:
+            parts.append(self._episode_starts(n_episode))
+        if cfg.batch_size - n_episode:
+            parts.append(self._reference_starts(cfg.batch_size - n_episode))
+        return parts[0] if len(parts) == 1 else State.cat(parts)
+
+    def _reset_states(self, n: int) -> State:
+        """``n`` sampled episode-start states: the prior one step after the RSSM's reset (zero state, zero action)."""
+        wm = self.world_model
+        mc = wm.config
+        zero = State.zeros((n,), mc.world_model.deter, mc.world_model.stoch, mc.world_model.classes, device=self.device)
+        return wm.img_step(zero, torch.zeros(n, mc.action_dim, device=self.device))
+
+    def _episode_starts(self, n: int) -> State:
+        """The current states of ``n`` imagined episodes. Each restarts from :meth:`_reset_states` with probability
+        ``horizon / episode_steps`` per update (and on the first update); otherwise it continues from the last state of
+        its previous imagined trajectory (set by :meth:`train_step`)."""
+        cfg = self.config
+        with torch.no_grad():
+            chains = getattr(self, "_episodes", None)
+            if chains is None or chains.deter.shape[0] != n:
+                return self._reset_states(n)
+            restart = torch.rand(n, device=self.device) < min(1.0, cfg.horizon / cfg.episode_steps)
+            if bool(restart.any()):
+                fresh = self._reset_states(n)
+                chains = State(*(torch.where(restart.view(-1, *([1] * (a.dim() - 1))), b, a)
+                                 for a, b in zip(chains, fresh)))
+            return chains
+
+    def _reference_starts(self, total: int) -> State:
+        """Reference §10: ``total // 2`` mixed states (deter 0; stoch 50/50 uniform-categorical sample or connector
         state from a random unit embedding, through the aligner), warmed up ``warmup_steps`` prior steps twice, with
-        uniform random actions and with the actor; both last states -> ``State [batch_size]`` (no gradient)."""
+        uniform random actions and with the actor; both last states -> ``State [total]`` (no gradient)."""
         cfg, wm = self.config, self.world_model
         mc = wm.config
-        n = cfg.batch_size // 2
+        n = total // 2
         dev = self.device
         with torch.no_grad():
             uniform = uniform_onehot((n,), mc.world_model.stoch, mc.world_model.classes, device=dev)
@@ -346,7 +383,8 @@ class GenRLAgent(BaseAlgorithm):
             for _ in range(cfg.warmup_steps):
                 rand_action = torch.rand(n, mc.action_dim, device=dev) * 2 - 1
                 rand_state = wm.img_step(rand_state, rand_action)
-                actor_state = wm.img_step(actor_state, self.policy.actor(actor_state.feat()).sample())
+                actor_action = self.policy.actor(actor_state.feat()).sample()
+                actor_state = wm.img_step(actor_state, actor_action.clamp(-1, 1) if cfg.clip_actions else actor_action)
             return State.cat([rand_state, actor_state])
 
     def _offline_starts(self) -> State:
@@ -380,11 +418,15 @@ class GenRLAgent(BaseAlgorithm):
             differentiable w.r.t. the actor's parameters through the dynamics.
         """
         entropies: list[Tensor] = []
+        clip = self.config.clip_actions
 
         def act(state: State) -> Tensor:
             dist = self.policy.actor(state.feat())  # the model passes detached states
             entropies.append(dist.entropy())
-            return dist.rsample()
+            action = dist.rsample()
+            if clip:  # the value the env would apply; the gradient passes as if unclipped (straight-through)
+                action = action + (action.clamp(-1.0, 1.0) - action).detach()
+            return action
 
         states, actions = self.world_model.imagine(act, start, self.config.horizon)
         return states, actions, torch.stack(entropies)
@@ -406,6 +448,9 @@ class GenRLAgent(BaseAlgorithm):
         cfg, pol = self.config, self.policy
         start = self.start_states()
         states, _, entropy = self.imagine(start)
+        n_episode = int(round(cfg.batch_size * cfg.episode_fraction)) if self.start == "data_free" else 0
+        if n_episode:  # imagined episodes carry on from their last imagined state next update
+            self._episodes = states.index((-1, slice(0, n_episode))).detach()
         rewards = self.rewards(states)  # [H+1, N]
         feats = states.feat()  # [H+1, N, S*C + Dd]
         values = pol.slow_critic.value(feats)  # slow critic: bootstrap; differentiable in feats (dynamics backprop)

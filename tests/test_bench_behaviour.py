@@ -1,0 +1,38 @@
+"""benchmarks.bench_behaviour end to end on a tiny model: true return, imagined vs real GenRL reward, summary rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import save_random_clip, save_tiny_model
+
+from benchmarks import bench_behaviour
+
+pytestmark = pytest.mark.slow
+
+
+def test_behaviour_benchmark_writes_summary_rows(tmp_path: Path) -> None:
+    model = save_tiny_model(tmp_path / "walker.pt")
+    save_random_clip(tmp_path / "clips" / "stand.gif", 16)
+    save_random_clip(tmp_path / "clips" / "walk.gif", 16, seed=1)
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "summary.json").write_text(json.dumps([{"domain": "cheetah", "task": "run", "returns": [1.0]},
+                                                  {"domain": "walker", "task": "stand", "returns": [-1.0]}]))
+    argv = ["--domain", "walker", "--tasks", "stand", "walk", "--seeds", "0", "--eval-seeds", "1", "--seconds", "2",
+            "--clock", "cpu", "--model", str(model), "--prompt-dir", str(tmp_path / "clips"), "--preset", "tiny",
+            "--results-dir", str(res), "--summary", "summary", "--name", "beh", "--workers", "1"]
+    results = bench_behaviour.main(argv)
+    run = results["tasks"]["stand"]["runs"][0]
+    assert run["updates"] > 0 and run["train_cpu_seconds"] >= 2.0
+    assert -1.0 <= run["imagined_reward_per_step"] <= 1.0 and -1.0 <= run["real_genrl_reward_per_step"] <= 1.0
+    rows = json.loads((res / "summary.json").read_text())
+    assert [(r["domain"], r["task"]) for r in rows] == [("cheetah", "run"), ("walker", "stand"), ("walker", "walk")]
+    stand = rows[1]
+    assert stand["returns"] == [run["mean"]] and stand["seeds"] == [0] and stand["seconds_per_seed"] == 2
+    assert len(stand["model_sha256"]) == 64 and stand["prompt"].endswith("stand.gif")
+    assert stand["normalised_mean"] == pytest.approx((run["mean"] - 150) / (970 - 150))
+    assert rows[0] == {"domain": "cheetah", "task": "run", "returns": [1.0]}  # other domains' rows are kept
+    assert "real GenRL reward/step" in (res / "beh.md").read_text()
