@@ -129,7 +129,7 @@ class ActorCriticConfig:
 
 #: Named sizes. ``tiny``: unit tests (seconds); ``small``: CPU runs: a larger learning rate because CPU runs are short,
 #: and imagined actions clipped to the env's box (on the shipped walker, 300 CPU seconds of data-free learning on stand
-#: gave 0.37-0.46 normalised with clipping against 0.00-0.15 without, at learning rates 1e-4 to 1e-3;
+#: gave 0.37-0.46 normalised with clipping against 0.00-0.15 without, at learning rates 3e-4 and 1e-3;
 #: ``benchmarks/results/behaviour_levers.md``); ``paper``: the reference's 4 x 1024 MLPs, lr 3e-5, eps 1e-5, clip 100,
 #: wd 1e-6, 1024 starts (32 x 32), unclipped imagined actions.
 AGENT_PRESETS: dict[str, dict[str, Any]] = {
