@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -37,11 +38,18 @@ class VLMError(GenRLError):
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
-    A crash or exception mid-write leaves any previous ``path`` untouched and removes the temporary file.
+    A crash or exception mid-write leaves any previous ``path`` untouched; an exception removes the temporary file.
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces, else
+    ``0o666`` less the process umask (e.g. ``0o644`` with the usual umask ``0o022``), so group members can read
+    reports when the umask lets them.
+
+    :param path: the file to (over)write.
+    :param mode: a write mode of :func:`open` (``"wb"``, ``"w"``, ``"w+b"``...).
+    :return: a context manager yielding the open temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -52,6 +60,30 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """Create ``.<name>.<random>.tmp`` beside ``path`` exclusively -> ``(fd, temp path)``.
+
+    Created with mode ``0o666`` so that the kernel applies the umask (and any default ACL) exactly as for a plain
+    ``open()``; ``tempfile.mkstemp`` would force ``0o600``. When ``path`` exists its permission bits are copied, as an
+    ``open(path, "w")`` that truncates it would keep them.
+    """
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        return fd, tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 def set_seed(seed: int) -> None:
