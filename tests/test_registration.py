@@ -202,3 +202,32 @@ def test_errors(assets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Mon
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(PromptError, match="cannot be read"):
         gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=str(broken))
+
+
+def test_record_video_writes_an_mp4_of_a_genrl_env(assets: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("moviepy", reason="RecordVideo needs moviepy: the `video` extra (make setup installs it)")
+    env = gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=str(assets["prompt"]), render_mode="rgb_array",
+                   episode_frames=8)  # 4 steps
+    env = gym.wrappers.RecordVideo(env, str(tmp_path / "videos"), episode_trigger=lambda i: True, disable_logger=True)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert reward == info["genrl_score"]
+        done = terminated or truncated
+    env.close()
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0
+    import imageio.v3 as iio
+
+    frames = iio.imread(videos[0], index=None)
+    assert frames.shape[0] == 5 and frames.shape[-1] == 3  # the reset frame + 4 steps
+
+
+def test_the_dev_set_up_installs_what_record_video_needs() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert any(req.startswith("moviepy") for req in extras["video"])
+    assert "video" in extras["dev"][0].split("[")[1].rstrip("]").split(",")  # make setup installs .[dev]
