@@ -100,7 +100,8 @@ def default_prompt(domain: str, task: str, env_id: str | None = None) -> Any:
 
 
 def _json_prompt(prompt: Any) -> Any:
-    """Accept the prompt forms the wrapper takes; PathLike -> str so the spec stays JSON-able."""
+    """Accept the prompt forms the wrapper takes; PathLike -> str so the spec stays JSON-able (arrays, video or image,
+    are passed on as they are: :func:`genrl_gym.prompts.target_from_prompt` tells them apart by shape)."""
     if isinstance(prompt, os.PathLike):
         return os.fspath(prompt)
     return prompt
@@ -182,7 +183,9 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
     """Entry point of ``GenRL/<Domain>-v0``: a pixel env of ``domain`` wrapped in :class:`~genrl_gym.wrappers.GenRLReward`.
 
     :param domain: ``"walker"``, ``"cheetah"``, ``"quadruped"``, ``"stickman"`` or ``"kitchen"`` (set by the id).
-    :param prompt: text, or a video file path (``.gif``/``.mp4``...); default: the shipped example clip of ``task``.
+    :param prompt: text; a video (file path ``.gif``/``.mp4``..., or uint8 ``[T, H, W, 3]``); or an image (``.png``/
+        ``.jpg`` path, or uint8 ``[H, W, 3]``: the frame repeated over one 8-frame VLM window, target ``kind="image"``);
+        default: the shipped example clip of ``task``.
     :param model: checkpoint path or model name (``genrl_gym.model_store``); default: the domain name.
     :param task: whose true reward goes to ``info["task_reward"]``; default :func:`default_task`.
     :param vlm: ``load_vlm`` spec embedding the prompt (None = the model's own VLM, e.g. ``"video-only"``).

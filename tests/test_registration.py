@@ -231,3 +231,12 @@ def test_the_dev_set_up_installs_what_record_video_needs() -> None:
     extras = project["optional-dependencies"]
     assert any(req.startswith("moviepy") for req in extras["video"])
     assert "video" in extras["dev"][0].split("[")[1].rstrip("]").split(",")  # make setup installs .[dev]
+
+
+def test_an_image_prompt_array_is_an_image_prompt(assets: dict[str, Path]) -> None:
+    env = gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=np.zeros((64, 64, 3), np.uint8))
+    target = env.get_wrapper_attr("target")
+    assert target.kind == "image" and target.prompt == "<image array (64, 64, 3)>"
+    env.close()
+    with pytest.raises(PromptError, match="ambiguous"):
+        gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=np.zeros((3, 64, 64), np.uint8))
