@@ -240,3 +240,28 @@ def test_an_image_prompt_array_is_an_image_prompt(assets: dict[str, Path]) -> No
     env.close()
     with pytest.raises(PromptError, match="ambiguous"):
         gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=np.zeros((3, 64, 64), np.uint8))
+
+
+def test_a_missing_prompt_uses_the_shipped_clip_and_says_which(assets: dict[str, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    clip = save_random_clip(tmp_path / "pretrained" / "walker" / "prompts" / "run.gif", 10, seed=3)
+    monkeypatch.setattr(model_store, "PRETRAINED_DIR", tmp_path / "pretrained")
+    with caplog.at_level("WARNING", logger="genrl_gym.registration"):
+        env = gym.make("GenRL/Walker-v0", model=str(assets["walker"]), task="run")
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "no prompt given" in caplog.text and f"walker/run clip {clip}" in caplog.text and "prompt=" in caplog.text
+    assert env.get_wrapper_attr("prompt") == str(clip) and env.get_wrapper_attr("prompt_is_default") is True
+    assert env.get_wrapper_attr("target").kind == "video"
+    env.close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genrl_gym.registration"):
+        venv = gym.make_vec("GenRL/Walker-v0", num_envs=2, model=str(assets["walker"]), task="run")
+    assert f"walker/run clip {clip}" in caplog.text and venv.prompt == str(clip) and venv.prompt_is_default
+    venv.close()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="genrl_gym.registration"):  # a given prompt is used without a word
+        env = gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=str(assets["prompt"]), task="run")
+    assert not caplog.records and env.get_wrapper_attr("prompt_is_default") is False
+    assert env.get_wrapper_attr("prompt") == str(assets["prompt"])
+    env.close()

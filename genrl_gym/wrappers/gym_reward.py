@@ -377,6 +377,8 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
     :param track_latent: also filter the GRU and expose the posterior latent as :attr:`latent` (same rewards).
     :param num_threads: torch intra-op threads for the reward computation on CPU (see :class:`LatentRewardScorer`).
 
+    :attr:`prompt` describes the prompt (the text, the file path, or the array's shape).
+
     ``step`` returns the score as reward (a Python float); ``info["genrl_score"]`` repeats it and ``info["task_reward"]``
     holds the domain's true reward (from the inner env's info, else its reward). The score is a deterministic function of
     the seed and the actions (posterior modes, no sampling).
@@ -400,6 +402,8 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
                                          target_logits=_target_logits(self.target), device=device, track_latent=track_latent,
                                          num_threads=num_threads, align=align)
         self.prompt = self.target.prompt
+        #: True when ``GenRL/<Domain>-v0`` got no prompt and used the task's shipped clip (``prompt`` is its path).
+        self.prompt_is_default = False
         self._needs_reset = True
 
     def _image(self, obs: Any) -> np.ndarray:
@@ -476,6 +480,7 @@ class GenRLVectorReward(VectorWrapper):
                                          score_kind=score_kind, target_logits=_target_logits(self.target), device=device,
                                          track_latent=track_latent, num_threads=num_threads, align=align)
         self.prompt = self.target.prompt
+        self.prompt_is_default = False  # as GenRLReward's
         self._autoreset = np.zeros(env.num_envs, dtype=bool)
 
     def _images(self, obs: Any) -> np.ndarray:
