@@ -26,26 +26,18 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
     import torch
 
     import genrl_gym  # noqa: F401
-    from stable_baselines3.common.callbacks import BaseCallback
-
     from genrl_gym.agents import GenRLAgent, evaluate_task_return
     from genrl_gym.model_store import resolve_model
     from genrl_gym.prompts import example
+    from genrl_gym.wrappers.callbacks import learn_for
 
     torch.set_num_threads(1)
     mfwm = resolve_model(model, domain=domain)
     clip = prompt or str(example(domain, task))
 
-    class Budget(BaseCallback):
-        def _on_training_start(self) -> None:
-            self.t0 = time.time()
-
-        def _on_step(self) -> bool:
-            return time.time() - self.t0 < seconds
-
     agent = GenRLAgent(mfwm, clip, preset=preset, start="data_free", seed=seed, align=align)
     t0 = time.time()
-    agent.learn(10**9, callback=Budget())
+    learn_for(agent, seconds)
     train_s = time.time() - t0
     video = None if video_dir is None else f"{video_dir}/{domain}_{task}_seed{seed}.gif"
     ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, video_path=video)

@@ -106,6 +106,13 @@ class _UpdateProgressBar(ProgressBarCallback):
         return True
 
 
+def _flatten_callbacks(callback: BaseCallback) -> list[BaseCallback]:
+    """``callback`` and, for a CallbackList, every callback inside it (recursively)."""
+    if isinstance(callback, CallbackList):
+        return [c for inner in callback.callbacks for c in _flatten_callbacks(inner)]
+    return [callback]
+
+
 class GenRLAgent(BaseAlgorithm):
     """GenRL's imagination actor-critic behind the Stable-Baselines3 algorithm API.
 
@@ -151,6 +158,8 @@ class GenRLAgent(BaseAlgorithm):
     """
 
     policy_aliases: ClassVar[dict[str, type]] = {"GenRLPolicy": GenRLPolicy}  # type: ignore[dict-item]
+    #: what one timestep is, for progress displays (:class:`~genrl_gym.wrappers.WallClockBudget`)
+    progress_unit: ClassVar[str] = "updates"
     policy: GenRLPolicy  # type: ignore[assignment]
     world_model: MFWM
     config: ActorCriticConfig
@@ -461,12 +470,19 @@ class GenRLAgent(BaseAlgorithm):
         return total_timesteps, self._init_callback(callback, progress_bar)
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        """As SB3's, with a progress bar that counts updates instead of environment steps."""
+        """As SB3's, with a progress bar that counts updates instead of environment steps; when a
+        :class:`~genrl_gym.wrappers.WallClockBudget` ends the run, its time-budget bar instead (a count towards the
+        never-reached ``total_timesteps`` would say nothing)."""
+        from genrl_gym.wrappers.callbacks import WallClockBudget
+
         if isinstance(callback, list):
             callback = CallbackList(callback)
         if not isinstance(callback, BaseCallback):
             callback = ConvertCallback(callback)
-        if progress_bar:
+        budgets = [c for c in _flatten_callbacks(callback) if isinstance(c, WallClockBudget)]
+        if progress_bar and budgets:
+            budgets[0].progress_bar = True
+        elif progress_bar:
             callback = CallbackList([callback, _UpdateProgressBar()])
         callback.init_callback(self)
         return callback
@@ -481,7 +497,8 @@ class GenRLAgent(BaseAlgorithm):
         :param log_interval: dump the logger (stdout with ``verbose=1``, TensorBoard) every this many updates; 0 = never.
         :param tb_log_name: TensorBoard run name.
         :param reset_num_timesteps: restart the timestep counter (the slow-critic schedule continues regardless).
-        :param progress_bar: show a tqdm/rich bar of updates.
+        :param progress_bar: show a tqdm/rich bar of updates; with a :class:`~genrl_gym.wrappers.WallClockBudget` among
+            the callbacks, its bar of the time budget (seconds, updates done, remaining time) instead.
         :return: self.
         """
         total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name,
