@@ -67,9 +67,9 @@ def _load_sb3_like(path: str) -> Any:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"--policy {path}: no such file; pass 'random' or the path of an SB3 model zip")
-    if p.with_suffix(".vecnorm.pkl").exists():
-        from genrl_gym.training.experts import ExpertPolicy
+    from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
 
+    if is_expert_stage(p):
         return ExpertPolicy(p)
     import stable_baselines3 as sb3
 
