@@ -161,3 +161,32 @@ def test_resume_and_init_refuse_a_model_of_another_vlm_of_the_same_width(store: 
     same = train_mfwm(store, "tiny", out_dir=tmp_path / "ok", steps=1, progress=False, video_every=0,
                       init=tmp_path / "run" / "mfwm.pt", stages="connector")
     assert same.vlm_identity.to_dict() == vlm
+
+
+def test_a_run_killed_mid_checkpoint_resumes_to_the_uninterrupted_result(store: EpisodeStore,
+                                                                         batches: list[dict[str, np.ndarray]],
+                                                                         tmp_path: Path) -> None:
+    from helpers import killed_mid_torch_save
+
+    batches = batches + batches[:2]  # 6 updates
+    straight = Trainer(model_for(store), tmp_path / "a", seed=3, progress=False, video_every=0, checkpoint_every=2)
+    straight.fit(batches, 6)
+
+    def run() -> None:
+        Trainer(model_for(store), tmp_path / "b", seed=3, progress=False, video_every=0, checkpoint_every=2).fit(batches, 6)
+
+    # the step-2 checkpoint is written, the process dies while writing the step-4 one
+    assert killed_mid_torch_save(run, at_call=2) == 9
+    ck = tmp_path / "b" / "checkpoint.pt"
+    assert torch.load(ck, weights_only=True)["step"] == 2  # the previous checkpoint, whole
+    assert len([p for p in (tmp_path / "b").iterdir() if p.name.startswith(".checkpoint.pt.")]) == 1  # dead writer's
+    resumed = Trainer(model_for(store, seed=99), tmp_path / "b", seed=3, progress=False, video_every=0,
+                      checkpoint_every=2)
+    assert resumed.load_checkpoint() and resumed.step == 2
+    resumed.fit(batches[2:], 6)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert torch.load(ck, weights_only=True)["step"] == 6
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]  # the stale temp file was removed
+    final = MFWM.load(tmp_path / "b" / "mfwm.pt")
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), straight.model.state_dict().values()))

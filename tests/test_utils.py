@@ -57,3 +57,33 @@ def test_an_exception_mid_write_keeps_the_old_file_and_removes_the_temp_file(tmp
             f.write(b"new, half")
             raise RuntimeError("boom")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_stale_temp_files_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from genrl_gym.utils import STALE_TEMP_SECONDS, remove_stale_temp_files
+
+    path = tmp_path / "ckpt.pt"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # exited and reaped: no such process now
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        names = {"dead": f".ckpt.pt.{dead_pid}-0a1b2c3d.tmp", "live": f".ckpt.pt.{live.pid}-0a1b2c3d.tmp",
+                 "old": ".ckpt.pt.k2j4h5g6.tmp", "young": ".ckpt.pt.x9y8z7w6.tmp",
+                 "other": f".other.pt.{dead_pid}-0a1b2c3d.tmp"}
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"half a checkpoint")
+        old = time.time() - STALE_TEMP_SECONDS - 10
+        os.utime(tmp_path / names["old"], (old, old))  # a pid-less name of an earlier version, long abandoned
+        with atomic_write(path) as f:
+            f.write(b"complete")
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted(["ckpt.pt", names["live"], names["young"], names["other"]])
+        assert remove_stale_temp_files(path) == []  # nothing more to remove
+    finally:
+        live.kill()
+        live.wait()
+    assert [p.name for p in remove_stale_temp_files(path)] == [names["live"]]  # its writer is gone now
