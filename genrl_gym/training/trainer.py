@@ -344,15 +344,26 @@ class Trainer:
             json.dump(resolved, f, indent=2, sort_keys=True, default=str)
 
     # ------------------------------------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model payload, optimiser states, step, RNG states, fixed video embedding."""
+    def _generator_states(self) -> list[Tensor]:
+        """Every rank's sampling-generator state, in rank order (a collective: all ranks must call it)."""
+        state = self.gen.get_state()
+        if self.world == 1:
+            return [state]
+        gathered = [torch.empty_like(state, device=self.device) for _ in range(self.world)]
+        dist.all_gather(gathered, state.to(self.device))
+        return [g.cpu() for g in gathered]
+
+    def state_dict(self, generator_states: list[Tensor] | None = None) -> dict[str, Any]:
+        """Everything needed to resume: model payload, optimiser states, step, RNG states (with every rank's sampling
+        generator, ``generator_states``, default this process's), fixed video embedding."""
         np_state = np.random.get_state()
         return {
             "format": TRAIN_FORMAT, "version": 1, "step": self.step, "stages": self.stages, "seed": self.seed,
             "model": self.model.to_payload(),
             "wm_opt": self.wm_opt.state_dict() if self.wm_opt else None,
             "conn_opt": self.conn_opt.state_dict() if self.conn_opt else None,
-            "rng": {"generator": self.gen.get_state(), "torch": torch.get_rng_state(), "python": random.getstate(),
+            "rng": {"generator": self.gen.get_state(), "generators": generator_states or [self.gen.get_state()],
+                    "torch": torch.get_rng_state(), "python": random.getstate(),
                     "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:]))},
             "video_embedding": None if self.video_embedding is None else self.video_embedding.cpu(),
         }
@@ -360,9 +371,10 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write :meth:`state_dict` atomically (rank 0; other ranks wait at a barrier). Returns the path."""
         path = Path(path) if path is not None else self.checkpoint_path
+        generators = self._generator_states()  # every rank's: a resumed run samples exactly as an uninterrupted one
         if self.is_main:
             with atomic_write(path, "wb") as f:
-                torch.save(self.state_dict(), f)
+                torch.save(self.state_dict(generators), f)
         if self.world > 1:
             dist.barrier()
         return path
@@ -396,7 +408,10 @@ class Trainer:
             self.conn_opt.load_state_dict(ck["conn_opt"])
         self.step = int(ck["step"])
         rng = ck["rng"]
-        if self.rank == 0:  # other ranks keep their own (rank-offset) generator streams
+        generators = rng.get("generators")
+        if generators is not None and len(generators) == self.world:  # each rank continues its own stream
+            self.gen.set_state(generators[self.rank])
+        elif self.rank == 0:  # older checkpoint or another world size: other ranks keep their fresh (rank-offset) streams
             self.gen.set_state(rng["generator"])
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
