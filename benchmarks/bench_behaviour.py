@@ -30,11 +30,10 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
     import torch
 
     import genrl_gym  # noqa: F401
-    from stable_baselines3.common.callbacks import BaseCallback
-
     from genrl_gym.agents import GenRLAgent, evaluate_task_return
     from genrl_gym.model_store import resolve_model
     from genrl_gym.prompts import example
+    from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
     mfwm = resolve_model(model, domain=domain)

@@ -70,13 +70,12 @@ def run_job(domain: str, task: str, method: str, seed: int, seconds: float, mode
     from genrl_gym.envs import render_env_kwargs
     from genrl_gym.model_store import resolve_model
     from genrl_gym.utils import set_seed
-    from genrl_gym.wrappers.callbacks import WallClockBudget
+    from genrl_gym.wrappers.callbacks import learn_for
 
     torch.set_num_threads(1)
     set_seed(seed)
     model = resolve_model(model_name, domain=domain)
     kw = render_env_kwargs(model.render_settings)  # every pixel policy sees the frames the model was trained on
-    budget = WallClockBudget(seconds)
     record: dict[str, Any] = {"domain": domain, "task": task, "method": method, "seed": seed, "seconds": seconds}
     if method == "random":
         rng = np.random.default_rng(seed)
@@ -94,7 +93,7 @@ def run_job(domain: str, task: str, method: str, seed: int, seconds: float, mode
                                   else None, seed=seed, tensorboard_log=tb_dir)
         unit = "behaviour updates"
         t0 = time.time()
-        learner.learn(10**9, callback=budget, tb_log_name=f"{task}_{method}_s{seed}")
+        budget = learn_for(learner, seconds, tb_log_name=f"{task}_{method}_s{seed}")
         train_s = time.time() - t0
         ev = evaluate_task_return(learner, domain, task, seeds=eval_seeds)
     else:
@@ -121,7 +120,7 @@ def run_job(domain: str, task: str, method: str, seed: int, seconds: float, mode
                       policy_kwargs={"log_std_init": -0.5}, **PPO_KWARGS)
         unit = "env steps"
         t0 = time.time()
-        learner.learn(10**9, callback=budget, tb_log_name=f"{task}_{method}_s{seed}")
+        budget = learn_for(learner, seconds, tb_log_name=f"{task}_{method}_s{seed}")
         train_s = time.time() - t0
         venv.close()
         if policy_obs == "proprio":

@@ -67,9 +67,9 @@ def _load_sb3_like(path: str) -> Any:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"--policy {path}: no such file; pass 'random' or the path of an SB3 model zip")
-    if p.with_suffix(".vecnorm.pkl").exists():
-        from genrl_gym.training.experts import ExpertPolicy
+    from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
 
+    if is_expert_stage(p):
         return ExpertPolicy(p)
     import stable_baselines3 as sb3
 
@@ -161,8 +161,10 @@ def cmd_imagine(args: argparse.Namespace) -> int:
 
 
 def _prompt_arg(prompt: str) -> str:
-    """Prompts are text, a video path, or ``domain/task`` naming a shipped clip."""
-    if not Path(prompt).exists() and "/" in prompt and not prompt.endswith((".gif", ".mp4", ".webm")):
+    """Prompts are text, a video or image path, or ``domain/task`` naming a shipped clip."""
+    from genrl_gym.prompts import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    if not Path(prompt).exists() and "/" in prompt and not prompt.lower().endswith(VIDEO_SUFFIXES + IMAGE_SUFFIXES):
         domain, task = prompt.split("/", 1)
         from genrl_gym.prompts import example
 

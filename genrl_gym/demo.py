@@ -119,7 +119,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     from genrl_gym.envs import get_task
     from genrl_gym.prompts import decode_target, target_from_prompt, write_video
     from genrl_gym.reward import target_horizon
-    from genrl_gym.wrappers.callbacks import WallClockBudget
+    from genrl_gym.wrappers.callbacks import learn_for
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,10 +140,9 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     log(f"imagined prompt: {gif}")
 
     # 4. GenRLAgent in imagination, data-free
-    agent_cb = WallClockBudget(cfg.agent_seconds)
     agent = GenRLAgent(model, target, preset=cfg.agent_preset if source != "built" else "tiny", start="data_free",
                        seed=cfg.seed, tensorboard_log=str(out / "tb"))
-    agent.learn(total_timesteps=10**9, callback=agent_cb, progress_bar=True, tb_log_name="GenRLAgent")
+    agent_cb = learn_for(agent, cfg.agent_seconds, progress_bar=True, tb_log_name="GenRLAgent")
     agent.save(out / "genrl_agent.zip")
     agent_wall = agent_cb.elapsed
     log(f"GenRLAgent: {agent.num_timesteps} updates in {agent_wall:.0f} s")
@@ -152,10 +151,9 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     sb3_seconds = cfg.sb3_seconds if cfg.sb3_seconds is not None else agent_wall
     env = gym.make(f"GenRL/{cfg.domain.capitalize()}-v0", model=model_info["model"] if source == "built" else model,
                    prompt=prompt if isinstance(prompt, str) else None, task=cfg.task, episode_frames=cfg.episode_frames)
-    sac_cb = WallClockBudget(sb3_seconds)
     sac = SAC("MultiInputPolicy", env, buffer_size=50_000, learning_starts=500, batch_size=64, seed=cfg.seed,
               tensorboard_log=str(out / "tb"), verbose=0)
-    sac.learn(total_timesteps=10**9, callback=sac_cb, progress_bar=True, tb_log_name="SAC_genrl_reward")
+    sac_cb = learn_for(sac, sb3_seconds, progress_bar=True, tb_log_name="SAC_genrl_reward")
     sac.save(out / "sac_genrl_reward.zip")
     env.close()
     log(f"SAC on the GenRL reward: {sac.num_timesteps} env steps in {sac_cb.elapsed:.0f} s")

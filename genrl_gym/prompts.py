@@ -5,6 +5,10 @@
   as the reference's video prompts, a temporal stride ``k = max(T // 128, 1)`` and the **first 8 frames** after striding
   give one VLM embedding for the whole clip (so a 30 fps clip contributes its first ~0.27 s x k of motion). Video
   embeddings skip the aligner by default (METHOD.md section 5; ``align=True`` to use it as the reference's code does).
+* image (a file path: png/jpg/jpeg/bmp/webp, or a uint8 array ``[H, W, 3]``, ``[H, W, 4]`` or grey ``[H, W]``): the
+  frame repeated over one VLM window of 8 frames, then embedded as a video (a still pose; no aligner by default); the
+  target's ``kind`` is ``"image"``. A 3-d array whose layout cannot be told apart (e.g. ``[3, 64, 64]``, channel-first,
+  or ``[3, 8, 3]``) is a PromptError saying which layouts are read.
 * the connector rolls ``horizon + 2`` steps on its modes (initial stoch sampled with a seeded generator) and the first
   state is dropped -> ``T = horizon + 1`` target states, matched against ``horizon + 1`` imagined states.
 
@@ -29,6 +33,7 @@ from genrl_gym.models.mfwm import MFWM, _identity_str, identity_dict
 from genrl_gym.utils import PromptError, atomic_write
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "MAX_PROMPT_CHARS",
     "VIDEO_SUFFIXES",
     "TargetTrajectory",
@@ -37,7 +42,9 @@ __all__ = [
     "embed_prompt",
     "embed_prompt_with",
     "example",
+    "image_prompt_frames",
     "list_examples",
+    "read_image",
     "read_video",
     "target_from_prompt",
     "video_prompt_frames",
@@ -47,6 +54,8 @@ __all__ = [
 MAX_PROMPT_CHARS = 300  # CLIP-style text towers read <= 77 tokens; longer text is almost surely a mistake (or a path)
 MIN_VIDEO_FRAMES = 8  # one VLM window
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webm", ".avi", ".mov", ".mkv", ".m4v")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 
 _CACHE: weakref.WeakKeyDictionary[MFWM, dict[tuple[Any, ...], TargetTrajectory]] = weakref.WeakKeyDictionary()
 
@@ -57,7 +66,7 @@ class TargetTrajectory:
 
     ``stoch [T, S*C]`` one-hot connector modes, ``features [T, F]`` reward features of ``stoch``, ``logits [T, S, C]``,
     ``embedding [D]`` the prompt's VLM embedding (before the aligner), ``prompt`` (text, file path or array description),
-    ``kind`` ``"text"`` or ``"video"``, ``aligned`` whether the aligner was applied. ``T = horizon + 1``.
+    ``kind`` ``"text"``, ``"video"`` or ``"image"``, ``aligned`` whether the aligner was applied. ``T = horizon + 1``.
     """
 
     stoch: Tensor
@@ -108,6 +117,55 @@ def _read_gif(path: Path) -> np.ndarray:
     return np.concatenate([np.repeat(f[None], r, 0) for (f, _), r in zip(pairs, reps)])
 
 
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """One image file (png/jpg/...) as uint8 ``[H, W, 3]`` (alpha dropped, grey expanded); PromptError if unreadable."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not path.is_file():
+        raise PromptError(f"image prompt {path}: no such file")
+    try:
+        image = np.asarray(iio.imread(path, plugin="pillow"))
+    except Exception as e:
+        raise PromptError(f"image prompt {path}: cannot be read as an image ({type(e).__name__}: {e}); use a png or jpg "
+                          "file") from e
+    if image.dtype == np.uint16:  # 16-bit PNG
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in _CHANNELS:
+        raise PromptError(f"image prompt {path}: expected one RGB image, got an array of shape {tuple(image.shape)} "
+                          "(an animation? pass it as a .gif/.mp4 video prompt)")
+    return _as_rgb_frames(image[None], str(path))[0]
+
+
+def image_prompt_frames(image: np.ndarray, window: int = MIN_VIDEO_FRAMES) -> np.ndarray:
+    """An image prompt as a still video: uint8 ``[H, W, 3]`` repeated -> ``[window, H, W, 3]`` (one VLM window)."""
+    return np.repeat(np.asarray(image)[None], window, 0)
+
+
+def _array_layout(x: np.ndarray) -> str:
+    """``"video"`` or ``"image"`` for a uint8 prompt array, from its shape; PromptError when it cannot be told.
+
+    4-d ``[T, H, W, C]``: video. 2-d ``[H, W]``: grey image. 3-d: ``[H, W, C]`` image when only the last axis is a
+    channel count (1, 3 or 4), ``[T, H, W]`` grey video when no axis is; a channel count in the first axis (channel-first
+    image or a 1-4 frame grey video) or in both end axes is ambiguous.
+    """
+    if x.ndim in (2, 4):
+        return "image" if x.ndim == 2 else "video"
+    if x.ndim != 3:
+        raise PromptError(f"prompt array of shape {tuple(x.shape)}: expected a video uint8 [T, H, W, 3] or an image "
+                          "uint8 [H, W, 3]")
+    first, last = x.shape[0] in _CHANNELS, x.shape[-1] in _CHANNELS
+    if last and not first:
+        return "image"
+    if not first and not last:
+        return "video"  # [T, H, W] grey frames
+    raise PromptError(f"prompt array of shape {tuple(x.shape)} is ambiguous: pass an image as uint8 [H, W, 3] "
+                      "(channel-last; np.moveaxis(x, 0, -1) turns [3, H, W] into it) or a video as uint8 [T, H, W, 3] "
+                      f"with T >= {MIN_VIDEO_FRAMES}")
+
+
 def _as_rgb_frames(frames: np.ndarray, what: str) -> np.ndarray:
     if frames.dtype != np.uint8:
         raise PromptError(f"video prompt {what}: frames must be uint8 [T, H, W, 3], got dtype {frames.dtype}")
@@ -125,7 +183,8 @@ def video_prompt_frames(frames: np.ndarray, image_size: int = 64, window: int = 
     antialiased) to ``image_size``. ``frames uint8 [T, H, W, 3]`` -> ``uint8 [window, S, S, 3]``."""
     T = frames.shape[0]
     if T < window:
-        raise PromptError(f"video prompt has {T} frames; at least {window} are needed (one VLM window)")
+        raise PromptError(f"video prompt has {T} frames; at least {window} are needed (one VLM window); a single image "
+                          "is an image prompt: pass it as uint8 [H, W, 3] or a .png/.jpg path")
     clip = frames[:: max(T // 128, 1)][:window]
     x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float()
     if x.shape[-2:] != (image_size, image_size):
@@ -142,17 +201,22 @@ def _classify(prompt: Any) -> tuple[str, Any, str, tuple[Any, ...]]:
     if isinstance(prompt, Tensor):
         prompt = prompt.detach().cpu().numpy()
     if isinstance(prompt, np.ndarray):
+        if prompt.dtype != np.uint8:
+            raise PromptError(f"prompt array: frames must be uint8 (a video [T, H, W, 3] or an image [H, W, 3]), got "
+                              f"dtype {prompt.dtype}")
+        if _array_layout(prompt) == "image":
+            image = _as_rgb_frames((prompt[..., None] if prompt.ndim == 2 else prompt)[None], "array")[0]
+            digest = hashlib.sha1(image.tobytes()).hexdigest()
+            return "image", image, f"<image array {tuple(image.shape)}>", ("image", image.shape, digest)
         frames = _as_rgb_frames(prompt, "array")
         digest = hashlib.sha1(frames.tobytes()).hexdigest()
         return "video", frames, f"<video array {tuple(frames.shape)}>", ("array", frames.shape, digest)
-    if isinstance(prompt, Path) or (isinstance(prompt, str) and prompt.strip().lower().endswith(VIDEO_SUFFIXES)):
-        path = Path(prompt).expanduser()
-        if not path.is_file():
-            raise PromptError(f"video prompt {path}: no such file")
-        st = path.stat()
-        return "video", path, str(path), ("file", str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if isinstance(prompt, Path) or (isinstance(prompt, str) and
+                                    prompt.strip().lower().endswith(VIDEO_SUFFIXES + IMAGE_SUFFIXES)):
+        return _file_prompt(Path(prompt).expanduser())
     if not isinstance(prompt, str):
-        raise PromptError(f"a prompt is text, a video path or a uint8 array [T, H, W, 3]; got {type(prompt).__name__}")
+        raise PromptError("a prompt is text, a video (path or uint8 array [T, H, W, 3]) or an image (path or uint8 array "
+                          f"[H, W, 3]); got {type(prompt).__name__}")
     text = " ".join(prompt.split())
     if not text:
         raise PromptError("empty text prompt: describe the behaviour, e.g. 'standing up straight'")
@@ -160,10 +224,17 @@ def _classify(prompt: Any) -> tuple[str, Any, str, tuple[Any, ...]]:
         raise PromptError(f"text prompt of {len(text)} characters is longer than {MAX_PROMPT_CHARS}: VLM text towers read "
                           "a short sentence (CLIP: 77 tokens); shorten it")
     if os.path.isfile(text):
-        path = Path(text)
-        st = path.stat()
-        return "video", path, str(path), ("file", str(path.resolve()), st.st_size, st.st_mtime_ns)
+        return _file_prompt(Path(text))
     return "text", text, text, ("text", text)
+
+
+def _file_prompt(path: Path) -> tuple[str, Any, str, tuple[Any, ...]]:
+    """A video or image file (by suffix; anything else is read as a video) -> ``_classify``'s tuple."""
+    kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+    if not path.is_file():
+        raise PromptError(f"{kind} prompt {path}: no such file")
+    st = path.stat()
+    return kind, path, str(path), ("file", str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def _resolve_vlm(model: MFWM, vlm: Any) -> Any:
@@ -200,9 +271,11 @@ def embed_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | Tens
 
 def embed_prompt_with(vlm: Any, prompt: str | os.PathLike[str] | np.ndarray | Tensor, *, image_size: int = 64,
                       domain: str = "walker") -> tuple[Tensor, str]:
-    """Embed a prompt with any VLM (no world model): -> (unit-norm float32 CPU embedding ``[D]``, ``"text"|"video"``).
+    """Embed a prompt with any VLM (no world model): -> (unit-norm float32 CPU embedding ``[D]``, kind), kind
+    ``"text"``, ``"video"`` or ``"image"``.
 
-    Video prompts use :func:`video_prompt_frames` (stride, first window, resized to ``image_size`` pixels); text needs
+    Video prompts use :func:`video_prompt_frames` (stride, first window, resized to ``image_size`` pixels), image prompts
+    the image repeated over one window (:func:`image_prompt_frames`), then the same; text needs
     ``vlm.has_language``. ``domain`` only words the error for a text prompt to a video-only VLM.
     """
     kind, payload, _, _ = _classify(prompt)
@@ -215,6 +288,9 @@ def embed_prompt_with(vlm: Any, prompt: str | os.PathLike[str] | np.ndarray | Te
                               f"--domain {domain} --vlm open_clip:ViT-B-32:/path/to/open_clip_weights.bin` (or a "
                               "pretrained tag present in the local hub cache).")
         e = vlm.embed_text([payload])
+    elif kind == "image":
+        image = read_image(payload) if isinstance(payload, Path) else payload
+        e = vlm.embed_video(video_prompt_frames(image_prompt_frames(image), image_size)[None])
     else:
         frames = read_video(payload) if isinstance(payload, Path) else payload
         e = vlm.embed_video(video_prompt_frames(frames, image_size)[None])
@@ -230,11 +306,14 @@ def embed_prompt_with(vlm: Any, prompt: str | os.PathLike[str] | np.ndarray | Te
 def target_from_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | Tensor, vlm: Any = None,
                        horizon: int = 16, *, align: bool | None = None, seed: int = 0,
                        cache: bool = True) -> TargetTrajectory:
-    """Prompt (text, video path, or uint8 frames ``[T, H, W, 3]``) -> :class:`TargetTrajectory` of ``horizon + 1`` states.
+    """Prompt -> :class:`TargetTrajectory` of ``horizon + 1`` states.
 
+    :param prompt: text; a video (file path, or uint8 frames ``[T, H, W, 3]``); or an image (png/jpg path, or uint8
+        ``[H, W, 3]``), embedded as that frame repeated over one 8-frame VLM window (``kind="image"``).
     ``vlm``: the VLM to embed with; must be the model's (None loads the model's VLM by identity). ``align``: apply the
-    aligner (default: text yes, video no). ``seed`` seeds the connector's sampled initial stoch. Raises PromptError on an
-    empty/over-long text, a text prompt with a video-only VLM, an unreadable or too short (< 8 frames) video, or a VLM
+    aligner (default: text yes, video and image no). ``seed`` seeds the connector's sampled initial stoch. Raises
+    PromptError on an empty/over-long text, a text prompt with a video-only VLM, an unreadable or too short
+    (< 8 frames) video, an unreadable image, an array whose layout is ambiguous (e.g. ``[3, H, W]``), or a VLM
     other than the model's.
     """
     if int(horizon) < 1:

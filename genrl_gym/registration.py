@@ -100,7 +100,8 @@ def default_prompt(domain: str, task: str, env_id: str | None = None) -> Any:
 
 
 def _json_prompt(prompt: Any) -> Any:
-    """Accept the prompt forms the wrapper takes; PathLike -> str so the spec stays JSON-able."""
+    """Accept the prompt forms the wrapper takes; PathLike -> str so the spec stays JSON-able (arrays, video or image,
+    are passed on as they are: :func:`genrl_gym.prompts.target_from_prompt` tells them apart by shape)."""
     if isinstance(prompt, os.PathLike):
         return os.fspath(prompt)
     return prompt
@@ -136,8 +137,13 @@ def _base_env_factory(domain: str, task: str, *, image_size: int, action_repeat:
 
 
 def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: int | None,
-             render_quality: str | None, device: str) -> tuple[Any, Any, str, int | None, str]:
-    """Shared argument resolution of the single and vector entry points -> (model, prompt, task, camera_id, quality)."""
+             render_quality: str | None, device: str) -> tuple[Any, Any, str, int | None, str, bool]:
+    """Shared argument resolution of the single and vector entry points -> (model, prompt, task, camera_id, quality,
+    whether the prompt is the default clip).
+
+    ``prompt=None`` means the task's shipped clip (:func:`default_prompt`); which clip is logged at WARNING level on this
+    module's logger, so that a missing ``prompt=`` is never silent.
+    """
     from genrl_gym.model_store import resolve_model
 
     if domain not in ENV_IDS.values():
@@ -157,8 +163,11 @@ def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: 
         if task not in KITCHEN_TASKS:
             raise ValueError(f"unknown kitchen task {task!r}; choose one of {sorted(KITCHEN_TASKS)}")
     mfwm = resolve_model(domain if model is None else model, domain=domain, map_location=device)
-    if prompt is None:
+    is_default = prompt is None
+    if is_default:
         prompt = default_prompt(domain, task)
+        logger.warning("GenRL/%s-v0: no prompt given, so the reward follows the shipped %s/%s clip %s (pass prompt= to "
+                       "choose one; env.prompt records it)", domain.capitalize(), domain, task, os.fspath(prompt))
     settings: Mapping[str, Any] = getattr(mfwm, "render_settings", None) or {}
     # Feed the model what it was trained on unless the caller says otherwise.
     if camera_id is None and domain != "kitchen" and settings.get("camera_id") is not None:
@@ -168,7 +177,7 @@ def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: 
     elif settings.get("render_quality") not in (None, render_quality):
         logger.warning("rendering with render_quality=%r but the world model was trained on %r frames; its rewards may "
                        "be off", render_quality, settings["render_quality"])
-    return mfwm, _json_prompt(prompt), task, camera_id, render_quality
+    return mfwm, _json_prompt(prompt), task, camera_id, render_quality, is_default
 
 
 def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray | None = None,
@@ -182,7 +191,10 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
     """Entry point of ``GenRL/<Domain>-v0``: a pixel env of ``domain`` wrapped in :class:`~genrl_gym.wrappers.GenRLReward`.
 
     :param domain: ``"walker"``, ``"cheetah"``, ``"quadruped"``, ``"stickman"`` or ``"kitchen"`` (set by the id).
-    :param prompt: text, or a video file path (``.gif``/``.mp4``...); default: the shipped example clip of ``task``.
+    :param prompt: text; a video (file path ``.gif``/``.mp4``..., or uint8 ``[T, H, W, 3]``); or an image (``.png``/
+        ``.jpg`` path, or uint8 ``[H, W, 3]``: the frame repeated over one 8-frame VLM window, target ``kind="image"``);
+        default (None): the shipped example clip of ``task`` (:func:`default_prompt`); which clip is logged (WARNING,
+        logger ``genrl_gym.registration``) and kept in ``env.prompt`` (its path), with ``env.prompt_is_default`` True.
     :param model: checkpoint path or model name (``genrl_gym.model_store``); default: the domain name.
     :param task: whose true reward goes to ``info["task_reward"]``; default :func:`default_task`.
     :param vlm: ``load_vlm`` spec embedding the prompt (None = the model's own VLM, e.g. ``"video-only"``).
@@ -204,16 +216,19 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
     """
     from genrl_gym.wrappers.gym_reward import GenRLReward
 
-    mfwm, prompt, task, camera_id, render_quality = _resolve(domain, prompt, model, task, camera_id, render_quality, device)
+    mfwm, prompt, task, camera_id, render_quality, is_default = _resolve(domain, prompt, model, task, camera_id,
+                                                                         render_quality, device)
     env = _base_env_factory(domain, task, image_size=image_size, action_repeat=action_repeat, episode_frames=episode_frames,
                             camera_id=camera_id, render_quality=render_quality, render_mode=render_mode, proprio=proprio,
                             seed=seed)()
     try:
-        return GenRLReward(env, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon, align=align,
-                           device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
+        wrapped = GenRLReward(env, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
+                              align=align, device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
     except BaseException:
         env.close()
         raise
+    wrapped.prompt_is_default = is_default
+    return wrapped
 
 
 def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.PathLike[str] | np.ndarray | None = None,
@@ -239,7 +254,8 @@ def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.Pa
 
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    mfwm, prompt, task, camera_id, render_quality = _resolve(domain, prompt, model, task, camera_id, render_quality, device)
+    mfwm, prompt, task, camera_id, render_quality, is_default = _resolve(domain, prompt, model, task, camera_id,
+                                                                         render_quality, device)
     natural = _KITCHEN_STEPS if domain == "kitchen" else episode_frames // max(int(action_repeat), 1)
 
     def factory(i: int) -> Callable[[], gym.Env[Any, Any]]:
@@ -258,11 +274,14 @@ def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.Pa
     venv = gym.vector.SyncVectorEnv([factory(i) for i in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode(autoreset_mode))
     try:
-        return GenRLVectorReward(venv, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
-                                 align=align, device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
+        wrapped = GenRLVectorReward(venv, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
+                                    align=align, device=device, domain=domain, track_latent=track_latent,
+                                    num_threads=num_threads)
     except BaseException:
         venv.close()
         raise
+    wrapped.prompt_is_default = is_default
+    return wrapped
 
 
 register_envs()

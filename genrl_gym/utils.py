@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import tempfile
+import secrets
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -37,11 +39,20 @@ class VLMError(GenRLError):
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
-    A crash or exception mid-write leaves any previous ``path`` untouched and removes the temporary file.
+    A crash or exception mid-write leaves any previous ``path`` untouched; an exception removes the temporary file.
+    A process killed mid-write cannot remove its own temporary file (``.<name>.<pid>-<random>.tmp``, hidden); the next
+    successful write of ``path`` removes such stale siblings (:func:`remove_stale_temp_files`).
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces, else
+    ``0o666`` less the process umask (e.g. ``0o644`` with the usual umask ``0o022``), so group members can read
+    reports when the umask lets them.
+
+    :param path: the file to (over)write.
+    :param mode: a write mode of :func:`open` (``"wb"``, ``"w"``, ``"w+b"``...).
+    :return: a context manager yielding the open temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -52,6 +63,73 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    with contextlib.suppress(OSError):
+        remove_stale_temp_files(path)
+
+
+#: A temporary file whose name records no writer pid (written by older versions) counts as stale after this long.
+STALE_TEMP_SECONDS = 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that writers of ``path`` killed mid-write left beside it; return what was removed.
+
+    A temporary file of :func:`atomic_write` is named ``.<name>.<pid>-<random>.tmp``: it is stale when that process no
+    longer runs on this machine (a live writer's file is never touched). Names without a pid (older versions'
+    ``mkstemp`` names) are stale after :data:`STALE_TEMP_SECONDS`. Writers on other machines sharing the folder are
+    not supported.
+    """
+    path = Path(path)
+    prefix, removed = f".{path.name}.", []
+    for entry in os.scandir(path.parent):
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        token = name[len(prefix):-len(".tmp")]
+        pid_text = token.split("-", 1)[0] if "-" in token else ""
+        if pid_text.isdigit():
+            stale = int(pid_text) != os.getpid() and not _pid_alive(int(pid_text))
+        else:
+            stale = time.time() - entry.stat().st_mtime > STALE_TEMP_SECONDS
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """Create ``.<name>.<pid>-<random>.tmp`` beside ``path`` exclusively -> ``(fd, temp path)``.
+
+    Created with mode ``0o666`` so that the kernel applies the umask (and any default ACL) exactly as for a plain
+    ``open()``; ``tempfile.mkstemp`` would force ``0o600``. When ``path`` exists its permission bits are copied, as an
+    ``open(path, "w")`` that truncates it would keep them.
+    """
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        return fd, tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 def set_seed(seed: int) -> None:

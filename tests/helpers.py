@@ -37,3 +37,42 @@ def save_random_clip(path: Path, frames: int, seed: int = 0) -> Path:
 def image_only(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
     """A pixel env whose observation is the plain HWC image (Box) instead of ``{"image": ...}`` (CnnPolicy-ready)."""
     return gym.wrappers.TransformObservation(env, lambda obs: obs["image"], env.observation_space["image"])
+
+
+def killed_mid_torch_save(action: Any, at_call: int = 1, timeout: float = 180.0) -> int:
+    """Run ``action()`` in a forked child whose ``at_call``-th ``torch.save`` writes half its bytes and then dies like
+    SIGKILL (``os._exit``: no exception handlers, no temp-file cleanup). Returns the child's exit code (9 when it died
+    mid-write; 1 when ``action`` returned without reaching that call)."""
+    import io
+    import os
+    import time
+
+    pid = os.fork()  # the child inherits the imports and the test's state: no interpreter start-up
+    if pid == 0:  # pragma: no cover - child process
+        try:
+            real, calls = torch.save, [0]
+
+            def dying_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+                calls[0] += 1
+                if calls[0] < at_call:
+                    return real(obj, f, *args, **kwargs)
+                buf = io.BytesIO()
+                real(obj, buf, *args, **kwargs)
+                f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                f.flush()
+                os._exit(9)
+
+            torch.save = dying_save
+            action()
+        finally:
+            os._exit(1)
+    deadline = time.time() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.time() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise TimeoutError(f"the child writer did not finish in {timeout} s")
+        time.sleep(0.05)

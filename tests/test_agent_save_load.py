@@ -151,3 +151,82 @@ def test_phase_alignment_keeps_a_longer_target_through_save_and_load(model, prom
     assert loaded.align == "phase" and torch.equal(loaded.policy.target_features, agent.policy.target_features)
     with pytest.raises(ValueError, match="align='dtw'"):
         GenRLAgent(model, prompt, vlm=vlm, preset="tiny", align="dtw")
+
+
+def _header(path: Path) -> dict:
+    import json
+
+    with zipfile.ZipFile(path) as z:
+        return json.loads(z.read("genrl_agent.json"))
+
+
+def _rewrite_header(path: Path, header: dict) -> None:
+    """Rewrite the zip with another genrl_agent.json (as an agent saved by an earlier version would have it)."""
+    import json
+
+    with zipfile.ZipFile(path) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    entries["genrl_agent.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+
+
+def test_load_refuses_a_world_model_other_than_the_agents(model: MFWM, prompt, vlm, tmp_path: Path) -> None:
+    ckpt = model.save(tmp_path / "walker.pt")
+    agent = GenRLAgent(str(ckpt), prompt, vlm=vlm, preset="tiny", seed=0)
+    ref = agent.save(tmp_path / "ref.zip", model_storage="reference")
+    recorded = _header(ref)["world_model"]
+    assert recorded == {"sha256": model.weights_sha256(), "domain": "walker", "vlm": vlm.identity.to_dict()}
+    assert recorded["sha256"] == torch.load(ckpt, weights_only=True)["sha256"]  # the checkpoint's own digest
+    # cheetah has 6 actions too: before the check a walker agent drove a cheetah model without a word
+    torch.manual_seed(1)
+    cheetah = MFWM(preset("tiny", action_dim=ACTION_DIM, embed_dim=vlm.embed_dim), domain="cheetah",
+                   vlm_identity=vlm.identity)
+    with pytest.raises(CheckpointError, match="trained on a 'walker' world model but the model given is of domain "
+                                              "'cheetah'"):
+        GenRLAgent.load(ref, model=cheetah)
+    with pytest.raises(CheckpointError, match="'walker'"):
+        GenRLAgent.load(ref, model=cheetah, allow_model_mismatch=True)  # another domain is never allowed
+    # a retrained walker model (same domain and VLM, other weights)
+    torch.manual_seed(2)
+    retrained = MFWM(preset("tiny", action_dim=ACTION_DIM, embed_dim=vlm.embed_dim), domain="walker",
+                     vlm_identity=vlm.identity)
+    with pytest.raises(CheckpointError, match="not the one this agent was trained with .*allow_model_mismatch=True"):
+        GenRLAgent.load(ref, model=retrained)
+    with pytest.warns(UserWarning, match="loaded anyway"):
+        loaded = GenRLAgent.load(ref, model=retrained, allow_model_mismatch=True)
+    assert loaded.world_model is retrained
+    # the referenced checkpoint replaced by a retrained model in place: refused too
+    retrained.save(ckpt)
+    with pytest.raises(CheckpointError, match="not the one this agent was trained with"):
+        GenRLAgent.load(ref)
+    # another VLM identity with the same width
+    other_vlm = dict(vlm.identity.to_dict(), weights="another-seed")
+    renamed = MFWM(preset("tiny", action_dim=ACTION_DIM, embed_dim=vlm.embed_dim), domain="walker",
+                   vlm_identity=other_vlm)
+    renamed.load_state_dict(model.state_dict())
+    with pytest.raises(CheckpointError, match="VLM .* but the model given has VLM"):
+        GenRLAgent.load(ref, model=renamed, allow_model_mismatch=True)
+    # the same weights from anywhere (here the object itself) load silently
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(_rollout(GenRLAgent.load(ref, model=model)), _rollout(agent))
+
+
+def test_agents_saved_before_the_check_still_load_with_a_warning(trained: GenRLAgent, model: MFWM,
+                                                                 tmp_path: Path) -> None:
+    path = trained.save(tmp_path / "old.zip")
+    header = _header(path)
+    del header["world_model"]  # what earlier versions wrote
+    _rewrite_header(path, header)
+    np.testing.assert_array_equal(_rollout(GenRLAgent.load(path)), _rollout(trained))  # embedded: its own model
+    with pytest.warns(UserWarning, match="saved before agents recorded their world model"):
+        loaded = GenRLAgent.load(path, model=model)
+    np.testing.assert_array_equal(_rollout(loaded), _rollout(trained))
+    cheetah = MFWM(preset("tiny", action_dim=ACTION_DIM, embed_dim=model.config.embed_dim), domain="cheetah",
+                   vlm_identity=model.vlm_identity)
+    with pytest.raises(CheckpointError, match="'walker' world model"):  # the old header's domain is still checked
+        GenRLAgent.load(path, model=cheetah)

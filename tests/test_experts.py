@@ -37,7 +37,7 @@ def policy_params(stage: Path) -> list[torch.Tensor]:
 def test_stages_are_written_and_a_finished_expert_is_not_retrained(tmp_path: Path) -> None:
     stages = train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False)
     assert [p.name for p in stages] == ["stage-00000064.zip", "stage-00000128.zip"]
-    assert all(p.exists() and p.with_suffix(".vecnorm.pkl").exists() for p in stages)
+    assert all(p.exists() and p.with_suffix(".vecnorm.json").exists() for p in stages)
     before = [p.stat().st_mtime_ns for p in stages]
     assert train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False) == stages
     assert [p.stat().st_mtime_ns for p in stages] == before
@@ -50,7 +50,7 @@ def test_an_interrupted_expert_resumes_from_its_last_stage(tmp_path: Path) -> No
     full = train_expert("walker", "stand", tmp_path / "full", tiny_config(), progress=False)
     # simulate a crash after the first stage: only stage 1 is on disk, the run is started again
     first = train_expert("walker", "stand", tmp_path / "cut", tiny_config(), progress=False)[0]
-    for suffix in (".zip", ".vecnorm.pkl"):
+    for suffix in (".zip", ".vecnorm.json"):
         (tmp_path / "cut" / full[-1].name).with_suffix(suffix).unlink()
     before = first.stat().st_mtime_ns
     resumed = train_expert("walker", "stand", tmp_path / "cut", tiny_config(), progress=False)
@@ -59,9 +59,8 @@ def test_an_interrupted_expert_resumes_from_its_last_stage(tmp_path: Path) -> No
     from stable_baselines3 import PPO
 
     assert PPO.load(str(resumed[-1]), device="cpu").num_timesteps == 128  # it continued from 64, not from 0
-    with open(resumed[-1].with_suffix(".vecnorm.pkl"), "rb") as f:
-        stats = pickle.load(f)
-    assert stats["ret_rms"].count > 1  # reward statistics are saved for the next resume
+    stats = json.loads(resumed[-1].with_suffix(".vecnorm.json").read_text())
+    assert stats["ret_rms"]["count"] > 1  # reward statistics are saved for the next resume
 
 
 def test_a_sac_expert_trains_resumes_with_its_replay_buffer_and_acts(tmp_path: Path) -> None:
@@ -70,7 +69,7 @@ def test_a_sac_expert_trains_resumes_with_its_replay_buffer_and_acts(tmp_path: P
     stages = train_expert("walker", "run", tmp_path / "run", tiny_sac_config(), progress=False)
     assert [p.name for p in stages] == ["stage-00000064.zip", "stage-00000128.zip"]
     # only the latest replay buffer is kept (a resume needs it; earlier ones are large)
-    assert sorted(p.name for p in (tmp_path / "run").glob("*.replay.pkl")) == ["stage-00000128.replay.pkl"]
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.replay.*")) == ["stage-00000128.replay.npz"]
     policy = ExpertPolicy(stages[-1])
     assert policy.algo == "sac" and isinstance(policy.model, SAC)
     action, _ = policy.predict(np.zeros((3, 24), np.float32), deterministic=True)
@@ -84,9 +83,9 @@ def test_a_sac_expert_trains_resumes_with_its_replay_buffer_and_acts(tmp_path: P
     assert [p.name for p in first] == ["stage-00000064.zip"]
     resumed = train_expert("walker", "run", tmp_path / "cut", tiny_sac_config(), progress=False)
     assert SAC.load(str(resumed[-1]), device="cpu").num_timesteps == 128
-    with open(resumed[-1].with_suffix(".replay.pkl"), "rb") as f:
-        assert pickle.load(f).size() == 64
-    assert not (tmp_path / "cut" / "stage-00000064.replay.pkl").exists()
+    with np.load(resumed[-1].with_suffix(".replay.npz"), allow_pickle=False) as z:  # plain arrays, no pickle
+        assert int(z["pos"]) == 64 and not bool(z["full"])
+    assert not (tmp_path / "cut" / "stage-00000064.replay.npz").exists()
 
 
 def test_an_unknown_algorithm_or_a_warm_start_across_algorithms_is_a_clear_error(tmp_path: Path) -> None:
@@ -212,3 +211,55 @@ def test_cli_evaluates_an_expert_stage_on_proprioception(tmp_path: Path) -> None
     assert ev["seeds"] == [0, 1] and ev["lengths"] == [10, 10] and all(np.isfinite(ev["returns"]))
     assert main(["evaluate", "--agent", str(stage), "--domain", "walker", "--task", "stand", "--prompt", "x.gif",
                  "--out", str(out)]) == 2
+
+
+class _Payload:
+    """A pickle that runs code when unpickled (writes a marker file): what an untrusted run folder could hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def test_stage_statistics_are_json_read_back_exactly_and_never_unpickled(tmp_path: Path) -> None:
+    from genrl_gym.training.experts import _load_stats
+    from genrl_gym.utils import CheckpointError
+
+    stage = train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False)[-1]
+    stats = json.loads(stage.with_suffix(".vecnorm.json").read_text())
+    assert stats["format"] == "genrl_gym.expert_stats" and stats["algo"] == "ppo" and len(stats["obs_rms"]["mean"]) == 24
+    loaded = _load_stats(stage)
+    assert loaded["obs_rms"].mean.dtype == np.float64 and loaded["obs_rms"].mean.tolist() == stats["obs_rms"]["mean"]
+    assert (loaded["clip_obs"], loaded["epsilon"]) == (10.0, 1e-8)  # VecNormalize's defaults
+    # an old-format stage (pickled statistics) is refused with what to do, and its pickle is never run
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / stage.name).write_bytes(stage.read_bytes())
+    marker = tmp_path / "marker.txt"
+    with open((old / stage.name).with_suffix(".vecnorm.pkl"), "wb") as f:
+        pickle.dump({"obs_rms": _Payload(marker)}, f)
+    for attempt in (lambda: ExpertPolicy(old / stage.name),
+                    lambda: train_expert("walker", "stand", old, tiny_config(), progress=False)):
+        with pytest.raises(CheckpointError, match=r"old pickle format .*Retrain the expert.*convert_pickled_stats"):
+            attempt()
+    assert not marker.exists()
+
+
+def test_trusted_pickled_statistics_convert_to_json(tmp_path: Path) -> None:
+    from genrl_gym.training.experts import _load_stats, convert_pickled_stats
+
+    stage = train_expert("walker", "stand", tmp_path / "stand", tiny_config(), progress=False)[-1]
+    want = _load_stats(stage)
+    json_path = stage.with_suffix(".vecnorm.json")
+    with open(stage.with_suffix(".vecnorm.pkl"), "wb") as f:  # what stages of earlier versions held
+        pickle.dump({k: want[k] for k in ("obs_rms", "ret_rms", "clip_obs", "epsilon", "algo")}, f)
+    json_path.unlink()
+    assert convert_pickled_stats(stage) == json_path
+    got = _load_stats(stage)
+    for key in ("obs_rms", "ret_rms"):
+        assert np.array_equal(got[key].mean, want[key].mean) and np.array_equal(got[key].var, want[key].var)
+        assert got[key].count == want[key].count
+    action, _ = ExpertPolicy(stage).predict(np.ones((2, 24), np.float32), deterministic=True)
+    assert action.shape == (2, 6)

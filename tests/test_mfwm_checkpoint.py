@@ -153,3 +153,18 @@ def test_checkpoint_is_one_self_describing_file(tmp_path: Path) -> None:
 def test_vlm_embed_dim_must_match_config() -> None:
     with pytest.raises(ValueError, match="embeds in 512 dims"):
         MFWM(preset("tiny", embed_dim=16, action_dim=3), vlm_identity=load_vlm("video-only"))
+
+
+def test_a_writer_killed_mid_save_leaves_the_old_file_and_the_next_save_cleans_up(tmp_path: Path) -> None:
+    from helpers import killed_mid_torch_save
+
+    path = make_model(0).save(tmp_path / "m.pt")
+    before = path.read_bytes()
+    assert killed_mid_torch_save(lambda: make_model(1).save(path)) == 9
+    assert path.read_bytes() == before  # not a byte changed
+    assert torch.equal(outputs(MFWM.load(path))["post"], outputs(make_model(0))["post"])
+    stale = [p.name for p in tmp_path.iterdir() if p.name != "m.pt"]
+    assert len(stale) == 1 and stale[0].startswith(".m.pt.") and stale[0].endswith(".tmp")  # hidden; its writer is dead
+    make_model(1).save(path)  # the next successful write removes the dead writer's temp file
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    assert torch.equal(outputs(MFWM.load(path))["post"], outputs(make_model(1))["post"])

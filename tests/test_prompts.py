@@ -175,3 +175,45 @@ def test_shipped_examples_lookup() -> None:
         assert list_examples(domain)[(domain, task)] == path
     with pytest.raises(PromptError, match="no shipped prompt clip for nodomain/notask"):
         example("nodomain", "notask")
+
+
+def test_image_prompts_are_the_frame_repeated_over_one_vlm_window(video_vlm, frames: np.ndarray,  # noqa: ANN001
+                                                                  tmp_path: Path) -> None:
+    model = model_for(video_vlm)
+    image = frames[5]
+    t = target_from_prompt(model, image, vlm=video_vlm)
+    assert t.kind == "image" and not t.aligned and t.prompt == "<image array (64, 64, 3)>"
+    assert t.stoch.shape == (17, 16)
+    # by hand: one VLM window of 8 copies of the frame (not 64 grey frames 3 pixels wide)
+    still = video_vlm.embed_video(np.repeat(image[None], 8, 0)[None])[0]
+    torch.testing.assert_close(t.embedding, F.normalize(still, dim=-1))
+    assert not torch.allclose(t.embedding, target_from_prompt(model, frames, vlm=video_vlm).embedding)
+    iio.imwrite(tmp_path / "pose.png", image)
+    from_png = target_from_prompt(model, tmp_path / "pose.png")  # vlm=None: the model's own VLM
+    assert from_png.kind == "image" and torch.equal(from_png.embedding, t.embedding)  # png is lossless
+    assert target_from_prompt(model, str(tmp_path / "pose.png")).kind == "image"
+    rgba = np.concatenate([image, np.full((64, 64, 1), 255, np.uint8)], -1)
+    assert torch.equal(target_from_prompt(model, rgba, vlm=video_vlm).embedding, t.embedding)  # alpha dropped
+    assert target_from_prompt(model, image[..., 0], vlm=video_vlm).kind == "image"  # grey [H, W]
+    big = np.repeat(np.repeat(image, 2, 0), 2, 1)  # resized to the model's 64x64 like video frames
+    assert float(target_from_prompt(model, big, vlm=video_vlm).embedding @ t.embedding) > 0.99
+    iio.imwrite(tmp_path / "pose.jpg", image)
+    assert float(target_from_prompt(model, tmp_path / "pose.jpg").embedding @ t.embedding) > 0.95
+
+
+def test_image_prompt_errors_and_ambiguous_arrays(video_vlm, frames: np.ndarray, tmp_path: Path) -> None:  # noqa: ANN001
+    model = model_for(video_vlm)
+    for shape in [(3, 64, 64), (4, 64, 64), (3, 64, 3), (1, 8, 1)]:  # channel-first image? 1-4 grey frames?
+        with pytest.raises(PromptError, match=rf"shape \({shape[0]}, .* is ambiguous.*\[H, W, 3\]"):
+            target_from_prompt(model, np.zeros(shape, np.uint8), vlm=video_vlm)
+    grey_video = frames[..., 0]  # [20, 64, 64]: no axis is a channel count, read as grey frames
+    assert target_from_prompt(model, grey_video, vlm=video_vlm).kind == "video"
+    with pytest.raises(PromptError, match="image prompt .*missing.png: no such file"):
+        target_from_prompt(model, str(tmp_path / "missing.png"), vlm=video_vlm)
+    (tmp_path / "broken.png").write_bytes(b"not a png" * 10)
+    with pytest.raises(PromptError, match="broken.png: cannot be read as an image"):
+        target_from_prompt(model, tmp_path / "broken.png", vlm=video_vlm)
+    with pytest.raises(PromptError, match="uint8"):
+        target_from_prompt(model, frames[0].astype(np.float32), vlm=video_vlm)
+    with pytest.raises(PromptError, match="1 frames; at least 8 .* image prompt"):
+        target_from_prompt(model, frames[:1], vlm=video_vlm)

@@ -202,3 +202,66 @@ def test_errors(assets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Mon
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(PromptError, match="cannot be read"):
         gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=str(broken))
+
+
+def test_record_video_writes_an_mp4_of_a_genrl_env(assets: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("moviepy", reason="RecordVideo needs moviepy: the `video` extra (make setup installs it)")
+    env = gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=str(assets["prompt"]), render_mode="rgb_array",
+                   episode_frames=8)  # 4 steps
+    env = gym.wrappers.RecordVideo(env, str(tmp_path / "videos"), episode_trigger=lambda i: True, disable_logger=True)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert reward == info["genrl_score"]
+        done = terminated or truncated
+    env.close()
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0
+    import imageio.v3 as iio
+
+    frames = iio.imread(videos[0], index=None)
+    assert frames.shape[0] == 5 and frames.shape[-1] == 3  # the reset frame + 4 steps
+
+
+def test_the_dev_set_up_installs_what_record_video_needs() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert any(req.startswith("moviepy") for req in extras["video"])
+    assert "video" in extras["dev"][0].split("[")[1].rstrip("]").split(",")  # make setup installs .[dev]
+
+
+def test_an_image_prompt_array_is_an_image_prompt(assets: dict[str, Path]) -> None:
+    env = gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=np.zeros((64, 64, 3), np.uint8))
+    target = env.get_wrapper_attr("target")
+    assert target.kind == "image" and target.prompt == "<image array (64, 64, 3)>"
+    env.close()
+    with pytest.raises(PromptError, match="ambiguous"):
+        gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=np.zeros((3, 64, 64), np.uint8))
+
+
+def test_a_missing_prompt_uses_the_shipped_clip_and_says_which(assets: dict[str, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    clip = save_random_clip(tmp_path / "pretrained" / "walker" / "prompts" / "run.gif", 10, seed=3)
+    monkeypatch.setattr(model_store, "PRETRAINED_DIR", tmp_path / "pretrained")
+    with caplog.at_level("WARNING", logger="genrl_gym.registration"):
+        env = gym.make("GenRL/Walker-v0", model=str(assets["walker"]), task="run")
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "no prompt given" in caplog.text and f"walker/run clip {clip}" in caplog.text and "prompt=" in caplog.text
+    assert env.get_wrapper_attr("prompt") == str(clip) and env.get_wrapper_attr("prompt_is_default") is True
+    assert env.get_wrapper_attr("target").kind == "video"
+    env.close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genrl_gym.registration"):
+        venv = gym.make_vec("GenRL/Walker-v0", num_envs=2, model=str(assets["walker"]), task="run")
+    assert f"walker/run clip {clip}" in caplog.text and venv.prompt == str(clip) and venv.prompt_is_default
+    venv.close()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="genrl_gym.registration"):  # a given prompt is used without a word
+        env = gym.make("GenRL/Walker-v0", model=str(assets["walker"]), prompt=str(assets["prompt"]), task="run")
+    assert not caplog.records and env.get_wrapper_attr("prompt_is_default") is False
+    assert env.get_wrapper_attr("prompt") == str(assets["prompt"])
+    env.close()

@@ -128,3 +128,65 @@ def test_errors(store: EpisodeStore, batches: list[dict[str, np.ndarray]], tmp_p
         train_mfwm(store, "tiny", out_dir=tmp_path / "v", steps=1, progress=False, prompt_for_video="walk fast")
     with pytest.raises(ValueError, match="action_dim=3 but the store's actions have 6"):
         train_mfwm(store, preset("tiny", action_dim=3), out_dir=tmp_path / "w", steps=1, progress=False)
+
+
+def test_resume_and_init_refuse_a_model_of_another_vlm_of_the_same_width(store: EpisodeStore, tmp_path: Path) -> None:
+    """A store re-embedded with another VLM of the same width (512) must not resume (or start from) a connector
+    trained on the first VLM's embeddings and relabel it."""
+    vlm = store.metadata["vlm"]
+    other = dict(vlm, weights="another-seed")  # same backend, model and width: only the identity tells them apart
+    assert other["embed_dim"] == vlm["embed_dim"]
+    train_mfwm(store, "tiny", out_dir=tmp_path / "run", steps=1, progress=False, video_every=0)
+    # the same run resumed against a store that now reports the other VLM
+    reembedded = model_for(store)
+    reembedded.vlm_identity = other
+    with pytest.raises(CheckpointError, match=r"checkpoint to resume was trained with VLM video-only:pixel-motion-rp-512"
+                                              r".* but this run's store is embedded with .*another-seed"):
+        Trainer(reembedded, tmp_path / "run", progress=False, video_every=0).load_checkpoint()
+    cheetah = model_for(store)
+    cheetah.domain = "cheetah"
+    with pytest.raises(CheckpointError, match="domain 'walker' but this run trains domain 'cheetah'"):
+        Trainer(cheetah, tmp_path / "run", progress=False, video_every=0).load_checkpoint()
+    # init=: a model (path or object) trained with the other VLM
+    foreign = model_for(store)
+    foreign.vlm_identity = other
+    path = foreign.save(tmp_path / "foreign.pt")
+    for init in (path, foreign):
+        with pytest.raises(CheckpointError, match=r"init.* was trained with VLM .*another-seed.* but this run's store is "
+                                                  r"embedded with video-only:pixel-motion-rp-512"):
+            train_mfwm(store, "tiny", out_dir=tmp_path / "init", steps=1, progress=False, video_every=0, init=init,
+                       stages="connector")
+    assert not (tmp_path / "init" / "mfwm.pt").exists()
+    # the same VLM resumes and starts from init as before
+    same = train_mfwm(store, "tiny", out_dir=tmp_path / "ok", steps=1, progress=False, video_every=0,
+                      init=tmp_path / "run" / "mfwm.pt", stages="connector")
+    assert same.vlm_identity.to_dict() == vlm
+
+
+def test_a_run_killed_mid_checkpoint_resumes_to_the_uninterrupted_result(store: EpisodeStore,
+                                                                         batches: list[dict[str, np.ndarray]],
+                                                                         tmp_path: Path) -> None:
+    from helpers import killed_mid_torch_save
+
+    batches = batches + batches[:2]  # 6 updates
+    straight = Trainer(model_for(store), tmp_path / "a", seed=3, progress=False, video_every=0, checkpoint_every=2)
+    straight.fit(batches, 6)
+
+    def run() -> None:
+        Trainer(model_for(store), tmp_path / "b", seed=3, progress=False, video_every=0, checkpoint_every=2).fit(batches, 6)
+
+    # the step-2 checkpoint is written, the process dies while writing the step-4 one
+    assert killed_mid_torch_save(run, at_call=2) == 9
+    ck = tmp_path / "b" / "checkpoint.pt"
+    assert torch.load(ck, weights_only=True)["step"] == 2  # the previous checkpoint, whole
+    assert len([p for p in (tmp_path / "b").iterdir() if p.name.startswith(".checkpoint.pt.")]) == 1  # dead writer's
+    resumed = Trainer(model_for(store, seed=99), tmp_path / "b", seed=3, progress=False, video_every=0,
+                      checkpoint_every=2)
+    assert resumed.load_checkpoint() and resumed.step == 2
+    resumed.fit(batches[2:], 6)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert torch.load(ck, weights_only=True)["step"] == 6
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]  # the stale temp file was removed
+    final = MFWM.load(tmp_path / "b" / "mfwm.pt")
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), straight.model.state_dict().values()))

@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -55,7 +56,7 @@ SelfGenRLAgent = TypeVar("SelfGenRLAgent", bound="GenRLAgent")
 
 #: Tag and version of the extra header :meth:`GenRLAgent.save` writes into the SB3 zip.
 AGENT_FORMAT = "genrl_gym.agent"
-AGENT_FORMAT_VERSION = 1
+AGENT_FORMAT_VERSION = 1  # version 1 headers written since the world-model check also hold "world_model"
 _HEADER = "genrl_agent.json"
 _MFWM_ENTRY = "mfwm.pt"  # not ".pth": SB3's loader treats every .pth entry as a state dict
 _KL_SCORES = ("neg_kl", "cosine_kl")  # scores that compare latent distributions (need the target's logits)
@@ -106,6 +107,45 @@ class _UpdateProgressBar(ProgressBarCallback):
         return True
 
 
+def _check_world_model(path: Path, header: dict[str, Any], wm: MFWM, allow_mismatch: bool) -> None:
+    """Compare the world model an agent is about to use with the one its header records (see ``GenRLAgent.load``)."""
+    from genrl_gym.models.mfwm import _identity_str, identity_dict
+
+    recorded = header.get("world_model")
+    domain = recorded.get("domain") if isinstance(recorded, dict) else header.get("domain")
+    if domain is not None and domain != wm.domain:
+        raise CheckpointError(f"{path}: this agent was trained on a {domain!r} world model but the model given is of "
+                              f"domain {wm.domain!r}; load it with a {domain} model (its actor's actions mean nothing to a "
+                              f"{wm.domain} body)")
+    if not isinstance(recorded, dict):
+        warnings.warn(f"{path}: saved before agents recorded their world model's weights: cannot check that the model "
+                      f"given is the one it was trained with (only its domain, {wm.domain!r}, matches); save the agent "
+                      "again to record it", UserWarning, stacklevel=3)
+        return
+    have_vlm = identity_dict(wm.vlm_identity)
+    if recorded.get("vlm") != have_vlm:
+        raise CheckpointError(f"{path}: this agent was trained on a world model of VLM {_identity_str(recorded.get('vlm'))} "
+                              f"but the model given has VLM {_identity_str(have_vlm)}; its prompt target lives in the "
+                              "other model's latent space: load it with the model it was trained with")
+    want, have = recorded.get("sha256"), wm.weights_sha256()
+    if want != have:
+        msg = (f"{path}: the world model given is not the one this agent was trained with (weights SHA-256 {have[:12]}... "
+               f"vs recorded {str(want)[:12]}...; same domain {wm.domain!r} and VLM)")
+        if not allow_mismatch:
+            raise CheckpointError(msg + "; load it with that model, or pass allow_model_mismatch=True to use this one "
+                                  "(e.g. a retrained model) knowing the actor learned on the other model's latents")
+        warnings.warn(msg + "; loaded anyway (allow_model_mismatch=True): the actor, critic and target were learned on "
+                      "the other model's latents, so expect worse behaviour until it is trained further", UserWarning,
+                      stacklevel=3)
+
+
+def _flatten_callbacks(callback: BaseCallback) -> list[BaseCallback]:
+    """``callback`` and, for a CallbackList, every callback inside it (recursively)."""
+    if isinstance(callback, CallbackList):
+        return [c for inner in callback.callbacks for c in _flatten_callbacks(inner)]
+    return [callback]
+
+
 class GenRLAgent(BaseAlgorithm):
     """GenRL's imagination actor-critic behind the Stable-Baselines3 algorithm API.
 
@@ -151,6 +191,8 @@ class GenRLAgent(BaseAlgorithm):
     """
 
     policy_aliases: ClassVar[dict[str, type]] = {"GenRLPolicy": GenRLPolicy}  # type: ignore[dict-item]
+    #: what one timestep is, for progress displays (:class:`~genrl_gym.wrappers.WallClockBudget`)
+    progress_unit: ClassVar[str] = "updates"
     policy: GenRLPolicy  # type: ignore[assignment]
     world_model: MFWM
     config: ActorCriticConfig
@@ -506,12 +548,19 @@ class GenRLAgent(BaseAlgorithm):
         return total_timesteps, self._init_callback(callback, progress_bar)
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        """As SB3's, with a progress bar that counts updates instead of environment steps."""
+        """As SB3's, with a progress bar that counts updates instead of environment steps; when a
+        :class:`~genrl_gym.wrappers.WallClockBudget` ends the run, its time-budget bar instead (a count towards the
+        never-reached ``total_timesteps`` would say nothing)."""
+        from genrl_gym.wrappers.callbacks import WallClockBudget
+
         if isinstance(callback, list):
             callback = CallbackList(callback)
         if not isinstance(callback, BaseCallback):
             callback = ConvertCallback(callback)
-        if progress_bar:
+        budgets = [c for c in _flatten_callbacks(callback) if isinstance(c, WallClockBudget)]
+        if progress_bar and budgets:
+            budgets[0].progress_bar = True
+        elif progress_bar:
             callback = CallbackList([callback, _UpdateProgressBar()])
         callback.init_callback(self)
         return callback
@@ -526,7 +575,8 @@ class GenRLAgent(BaseAlgorithm):
         :param log_interval: dump the logger (stdout with ``verbose=1``, TensorBoard) every this many updates; 0 = never.
         :param tb_log_name: TensorBoard run name.
         :param reset_num_timesteps: restart the timestep counter (the slow-critic schedule continues regardless).
-        :param progress_bar: show a tqdm/rich bar of updates.
+        :param progress_bar: show a tqdm/rich bar of updates; with a :class:`~genrl_gym.wrappers.WallClockBudget` among
+            the callbacks, its bar of the time budget (seconds, updates done, remaining time) instead.
         :return: self.
         """
         total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name,
@@ -648,8 +698,14 @@ class GenRLAgent(BaseAlgorithm):
         path = Path(path)
         if path.suffix == "":
             path = path.with_suffix(".zip")
+        from genrl_gym.models.mfwm import identity_dict
+
+        wm = self.world_model
         header = {"format": AGENT_FORMAT, "version": AGENT_FORMAT_VERSION, "model_storage": model_storage,
-                  "model_source": self.model_source, "domain": self.world_model.domain, "prompt": self.prompt_text}
+                  "model_source": self.model_source, "domain": wm.domain, "prompt": self.prompt_text,
+                  # what load() checks a world model against (MFWM.weights_sha256: fp32 weights, whatever the storage)
+                  "world_model": {"sha256": wm.weights_sha256(), "domain": wm.domain,
+                                  "vlm": identity_dict(wm.vlm_identity)}}
         with atomic_write(path, "w+b") as f:
             super().save(f, exclude=exclude, include=include)  # type: ignore[arg-type]
             with zipfile.ZipFile(f, mode="a") as archive:
@@ -672,18 +728,30 @@ class GenRLAgent(BaseAlgorithm):
         *,
         model: MFWM | str | os.PathLike[str] | None = None,
         store: Any = None,
+        allow_model_mismatch: bool = False,
         **kwargs: Any,
     ) -> SelfGenRLAgent:
         """Rebuild an agent written by :meth:`save`.
+
+        The world model it attaches to (``model=``, or the checkpoint a ``model_storage="reference"`` agent names) is
+        checked against the one the agent was trained with, recorded in the file's header: its domain, its VLM
+        identity and the SHA-256 of its fp32 weights (:meth:`MFWM.weights_sha256`; not of a file, so the same weights
+        match wherever they are stored). A different domain or VLM is always refused (an actor of walker's 6 actions
+        would silently drive a cheetah); different weights of the same domain and VLM (e.g. a retrained model) are
+        refused unless ``allow_model_mismatch=True``, which loads them with a warning. Agents saved before the header
+        recorded the weights load with a warning (only their domain is checked). An embedded world model is the agent's
+        own and is not compared (its file carries its own checksum).
 
         :param path: the zip file (``.zip`` may be omitted).
         :param env: optional env for callbacks (its spaces must match the model's).
         :param device: where networks and world model go.
         :param model: use this world model instead of the stored one / the stored reference.
         :param store: episode store for further offline learning.
+        :param allow_model_mismatch: accept a world model of the same domain and VLM whose weights differ from the
+            recorded ones (the actor and critic were trained on another model's latents: re-train or fine-tune).
         :param kwargs: attributes to override after loading (SB3 convention), e.g. ``verbose=1``.
-        :raises FileNotFoundError: no such file. :raises CheckpointError: not a GenRLAgent zip, truncated, or from a
-            newer format.
+        :raises FileNotFoundError: no such file. :raises CheckpointError: not a GenRLAgent zip, truncated, from a
+            newer format, or a world model other than the agent's (see above).
         """
         p = Path(path)
         if not p.is_file() and p.suffix == "" and p.with_suffix(".zip").is_file():
@@ -712,6 +780,7 @@ class GenRLAgent(BaseAlgorithm):
         if data is None:
             raise CheckpointError(f"{p}: GenRLAgent file without its 'data' entry; save it again")
         dev = sb3_utils.get_device(device)
+        embedded = model is None and mfwm_bytes is not None
         if model is None:
             if mfwm_bytes is not None:
                 payload = torch.load(io.BytesIO(mfwm_bytes), map_location="cpu", weights_only=True)
@@ -721,6 +790,8 @@ class GenRLAgent(BaseAlgorithm):
             else:
                 raise CheckpointError(f"{p}: holds neither a world model nor a reference to one; pass model=...")
         agent = cls(model=model, prompt=None, env=env, device=device, _init_setup_model=False)
+        if not embedded:
+            _check_world_model(p, header, agent.world_model, allow_model_mismatch)
         source = agent.model_source
         for key in ("policy_class", "observation_space", "action_space", "device"):
             data.pop(key, None)  # ours come from the world model (and the env, if given)

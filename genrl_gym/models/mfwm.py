@@ -212,6 +212,12 @@ class MFWM(nn.Module):
         return target_from_prompt(self, prompt, vlm=vlm, horizon=horizon, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ save / load
+    def weights_sha256(self) -> str:
+        """SHA-256 of the fp32 weights (keys and raw bytes of the state dict, in key order): the ``sha256`` that
+        :meth:`save` records. Independent of the device and of where the model came from (a file, a store name or
+        memory); a model reloaded from an fp32 file has the same digest, one from an fp16 file (rounded weights) not."""
+        return _digest({k: v.detach().cpu() for k, v in self.state_dict().items()})
+
     def to_payload(self, half: bool = False) -> dict[str, Any]:
         """The checkpoint dict (what :meth:`save` writes): only str/int/tensors, loadable with ``weights_only=True``."""
         sd = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu().clone())

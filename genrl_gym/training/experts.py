@@ -10,13 +10,18 @@ each checkpoint (plus action noise) through :func:`genrl_gym.data.collect` and :
 
 Observation normalisation (SB3 ``VecNormalize``) is saved with every stage and applied by
 :class:`ExpertPolicy`, so a stage acts in a pixel env exactly as it did in training.
+
+Nothing read back from a run folder is unpickled: the normalisation statistics are JSON (``stage-*.vecnorm.json``) and
+a SAC stage's replay buffer is an ``.npz`` read with ``allow_pickle=False`` (``stage-*.replay.npz``). Stages written
+before (``stage-*.vecnorm.pkl``/``.replay.pkl``) are refused with a CheckpointError; :func:`convert_pickled_stats`
+converts the statistics of a run you trust.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import pickle
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from genrl_gym.utils import atomic_write
+from genrl_gym.utils import CheckpointError, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +112,8 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
                  init_from: str | Path | None = None) -> list[Path]:
     """Train (or resume) an SB3 policy on the proprioception of ``domain``/``task``; keep stage checkpoints.
 
-    :param out_dir: where ``stage-*.zip`` (+ ``stage-*.vecnorm.pkl``) and ``config.json`` go.
+    :param out_dir: where ``stage-*.zip`` (+ ``stage-*.vecnorm.json``, and for SAC the latest ``stage-*.replay.npz``)
+        and ``config.json`` go.
     :param config: budget, algorithm and its settings (default :class:`ExpertConfig`: PPO).
     :param init_from: a stage checkpoint of another task of the same domain to start from (a curriculum: walker walk
         started from a standing policy learns an upright gait, from scratch PPO settles into a crouched shuffle).
@@ -127,11 +133,14 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
         json.dump({"domain": domain, "task": task, **asdict(config),
                    "init_from": None if init_from is None else str(init_from)}, f, indent=2)
     paths = stage_paths(out, config)
+    for p in paths:
+        if p.exists() and not _vecnorm_path(p).exists() and _legacy_vecnorm_path(p).exists():
+            _load_stats(p)  # a stage of the old pickle format: the CheckpointError says to retrain or convert
     done = [p for p in paths if p.exists() and _vecnorm_path(p).exists()]
     if len(done) == len(paths):
         return paths
     init = None if done or init_from is None else Path(init_from)  # a resumed expert continues from its own stage
-    if init is not None and not (init.exists() and _vecnorm_path(init).exists()):
+    if init is not None and not (init.exists() and is_expert_stage(init)):
         raise FileNotFoundError(f"expert warm start {init} (or its {_vecnorm_path(init).name}) does not exist; "
                                 "train that task's expert first")
     init_algo = None if init is None else _load_stats(init).get("algo", "ppo")
@@ -153,7 +162,10 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
             venv.ret_rms = stats["ret_rms"]
         model = algo.load(str(last), env=venv, device="cpu", tensorboard_log=tensorboard_log)
         if _replay_path(last).exists():  # without it a resumed SAC refills its buffer from scratch
-            model.load_replay_buffer(str(_replay_path(last)))
+            _load_replay(model, _replay_path(last))
+        elif _replay_path(last).with_suffix(".pkl").exists():
+            log.warning("%s: the replay buffer is in the old pickle format, which is not read (untrusted files are never "
+                        "unpickled); the resumed SAC expert refills its buffer from scratch", last)
         log.info("resuming expert %s_%s from %s", domain, task, last)
     else:
         model = algo("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0, tensorboard_log=tensorboard_log,
@@ -170,38 +182,146 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
                     progress_bar=progress, tb_log_name=f"expert_{domain}_{task}")
         _save_stage(model, venv, path, config.algo)
         if config.algo == "sac":  # only the latest buffer is needed to resume; earlier ones are large
-            for old in out.glob("stage-*.replay.pkl"):
+            for old in out.glob("stage-*.replay.npz"):
                 if old != _replay_path(path):
                     old.unlink()
     venv.close()
     return paths
 
 
+STATS_FORMAT = "genrl_gym.expert_stats"
+STATS_VERSION = 1
+_REPLAY_KEYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
 def _vecnorm_path(stage: Path) -> Path:
+    return stage.with_suffix(".vecnorm.json")
+
+
+def _legacy_vecnorm_path(stage: Path) -> Path:
     return stage.with_suffix(".vecnorm.pkl")
 
 
 def _replay_path(stage: Path) -> Path:
-    return stage.with_suffix(".replay.pkl")
+    return stage.with_suffix(".replay.npz")
+
+
+def is_expert_stage(path: str | Path) -> bool:
+    """Whether ``path`` is a stage checkpoint of :func:`train_expert` (it has normalisation statistics beside it, in
+    the current JSON or the old pickle format)."""
+    p = Path(path)
+    return _vecnorm_path(p).exists() or _legacy_vecnorm_path(p).exists()
+
+
+def _rms_to_json(rms: Any) -> dict[str, Any]:
+    mean, var = np.asarray(rms.mean, np.float64), np.asarray(rms.var, np.float64)
+    return {"shape": list(mean.shape), "mean": mean.reshape(-1).tolist(), "var": var.reshape(-1).tolist(),
+            "count": float(rms.count)}
+
+
+def _rms_from_json(d: dict[str, Any]) -> Any:
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
+
+    shape = tuple(int(n) for n in d["shape"])
+    rms = RunningMeanStd(shape=shape)
+    rms.mean = np.asarray(d["mean"], np.float64).reshape(shape)
+    rms.var = np.asarray(d["var"], np.float64).reshape(shape)
+    rms.count = float(d["count"])
+    return rms
+
+
+def _stats_json(venv_or_stats: Any, algo: str) -> dict[str, Any]:
+    get = (venv_or_stats.get if isinstance(venv_or_stats, dict) else lambda k: getattr(venv_or_stats, k))
+    return {"format": STATS_FORMAT, "version": STATS_VERSION, "algo": algo, "clip_obs": float(get("clip_obs")),
+            "epsilon": float(get("epsilon")), "obs_rms": _rms_to_json(get("obs_rms")),
+            "ret_rms": _rms_to_json(get("ret_rms"))}
 
 
 def _load_stats(stage: Path) -> dict[str, Any]:
-    """The normalisation statistics :func:`_save_stage` wrote beside ``stage``."""
-    with open(_vecnorm_path(stage), "rb") as f:
-        return pickle.load(f)
+    """The normalisation statistics :func:`_save_stage` wrote beside ``stage``: ``obs_rms``, ``ret_rms``
+    (``RunningMeanStd``), ``clip_obs``, ``epsilon``, ``algo``. Never unpickles.
+
+    :raises CheckpointError: missing, corrupt or old (pickled) statistics; the message says how to fix it.
+    """
+    path = _vecnorm_path(stage)
+    if not path.exists():
+        if _legacy_vecnorm_path(stage).exists():
+            raise CheckpointError(
+                f"{stage}: its normalisation statistics are in the old pickle format ({_legacy_vecnorm_path(stage).name}), "
+                "which genrl-gym no longer reads: unpickling a file can run any code. Retrain the expert (`genrl "
+                "pipeline` / train_expert into a new folder), or, if you trust the file, convert it once with "
+                f"`python -c \"from genrl_gym.training.experts import convert_pickled_stats; "
+                f"convert_pickled_stats('{stage}')\"`")
+        raise CheckpointError(f"{stage}: no normalisation statistics ({path.name}) beside it; train the expert with "
+                              "genrl_gym.training.experts.train_expert")
+    try:
+        d = json.loads(path.read_text())
+        if d.get("format") != STATS_FORMAT:
+            raise ValueError(f"format tag {d.get('format')!r}, expected {STATS_FORMAT!r}")
+        if int(d.get("version", 0)) > STATS_VERSION:
+            raise ValueError(f"version {d['version']} is newer than this genrl-gym reads ({STATS_VERSION}); upgrade")
+        stats = {"algo": str(d["algo"]), "clip_obs": float(d["clip_obs"]), "epsilon": float(d["epsilon"]),
+                 "obs_rms": _rms_from_json(d["obs_rms"]), "ret_rms": _rms_from_json(d["ret_rms"])}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: unreadable expert normalisation statistics ({type(e).__name__}: {e}); retrain "
+                              "the expert") from e
+    if not all(math.isfinite(x) for x in (stats["clip_obs"], stats["epsilon"])):
+        raise CheckpointError(f"{path}: non-finite clip_obs/epsilon; retrain the expert")
+    return stats
+
+
+def convert_pickled_stats(stage: str | Path) -> Path:
+    """Convert the old pickled statistics of a stage (``stage-*.vecnorm.pkl``) to ``stage-*.vecnorm.json``.
+
+    **Unpickles** the old file, which can run any code it holds: use it only on runs you made yourself or otherwise
+    trust. The pickle is left in place (delete it after checking). Returns the JSON path.
+    """
+    import pickle
+
+    stage = Path(stage)
+    with open(_legacy_vecnorm_path(stage), "rb") as f:
+        old = pickle.load(f)  # noqa: S301  (explicit, documented opt-in for trusted files)
+    with atomic_write(_vecnorm_path(stage), "w") as f:
+        json.dump(_stats_json(old, str(old.get("algo", "ppo"))), f, indent=1)
+    return _vecnorm_path(stage)
+
+
+def _save_replay(model: Any, path: Path) -> None:
+    """A SAC's replay buffer as plain arrays (``.npz``, no pickle): storage arrays, ``pos`` and ``full``."""
+    rb = model.replay_buffer
+    arrays = {k: getattr(rb, k) for k in _REPLAY_KEYS if getattr(rb, k, None) is not None}
+    with atomic_write(path, "wb") as f:
+        np.savez(f, pos=np.int64(rb.pos), full=np.bool_(rb.full), **arrays)
+
+
+def _load_replay(model: Any, path: Path) -> None:
+    """Fill ``model.replay_buffer`` from :func:`_save_replay`'s file (``allow_pickle=False``); shapes must match."""
+    rb = model.replay_buffer
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for key in _REPLAY_KEYS:
+                have = getattr(rb, key, None)
+                if have is None:
+                    continue
+                arr = z[key]
+                if arr.shape != have.shape:
+                    raise ValueError(f"{key} has shape {arr.shape}, the buffer {have.shape}")
+                setattr(rb, key, arr.astype(have.dtype, copy=False))
+            rb.pos, rb.full = int(z["pos"]), bool(z["full"])
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: unreadable SAC replay buffer ({type(e).__name__}: {e}); delete it to resume "
+                              "with an empty buffer") from e
 
 
 def _save_stage(model: Any, venv: Any, path: Path, algo: str = "ppo") -> None:
     """Write the model, its normalisation statistics (and a SAC's replay buffer) atomically (temp files + rename)."""
-    if algo == "sac":  # written first: a stage whose .zip and .vecnorm.pkl exist counts as finished
-        with atomic_write(_replay_path(path), "wb") as f:
-            model.save_replay_buffer(f)
+    if algo == "sac":  # written first: a stage whose .zip and .vecnorm.json exist counts as finished
+        _save_replay(model, _replay_path(path))
     with atomic_write(path, "wb") as f:
         model.save(f)
-    # Only the statistics (ExpertPolicy's and a resume's): a pickled VecNormalize would drag its sub-envs along.
-    with atomic_write(_vecnorm_path(path), "wb") as f:
-        pickle.dump({"obs_rms": venv.obs_rms, "ret_rms": venv.ret_rms, "clip_obs": venv.clip_obs,
-                     "epsilon": venv.epsilon, "algo": algo}, f)
+    # Only the statistics (ExpertPolicy's and a resume's), as JSON: nothing a run folder holds is unpickled.
+    with atomic_write(_vecnorm_path(path), "w") as f:
+        json.dump(_stats_json(venv, algo), f, indent=1)
 
 
 class ExpertPolicy:

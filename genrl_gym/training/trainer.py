@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from genrl_gym.models.aligner import Aligner
 from genrl_gym.models.connector import Connector
-from genrl_gym.models.mfwm import MFWM, _read_torch_file
+from genrl_gym.models.mfwm import MFWM, _identity_str, _read_torch_file
 from genrl_gym.models.presets import MFWMConfig, preset
 from genrl_gym.models.rssm import State
 from genrl_gym.models.world_model import WorldModel
@@ -344,15 +344,26 @@ class Trainer:
             json.dump(resolved, f, indent=2, sort_keys=True, default=str)
 
     # ------------------------------------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model payload, optimiser states, step, RNG states, fixed video embedding."""
+    def _generator_states(self) -> list[Tensor]:
+        """Every rank's sampling-generator state, in rank order (a collective: all ranks must call it)."""
+        state = self.gen.get_state()
+        if self.world == 1:
+            return [state]
+        gathered = [torch.empty_like(state, device=self.device) for _ in range(self.world)]
+        dist.all_gather(gathered, state.to(self.device))
+        return [g.cpu() for g in gathered]
+
+    def state_dict(self, generator_states: list[Tensor] | None = None) -> dict[str, Any]:
+        """Everything needed to resume: model payload, optimiser states, step, RNG states (with every rank's sampling
+        generator, ``generator_states``, default this process's), fixed video embedding."""
         np_state = np.random.get_state()
         return {
             "format": TRAIN_FORMAT, "version": 1, "step": self.step, "stages": self.stages, "seed": self.seed,
             "model": self.model.to_payload(),
             "wm_opt": self.wm_opt.state_dict() if self.wm_opt else None,
             "conn_opt": self.conn_opt.state_dict() if self.conn_opt else None,
-            "rng": {"generator": self.gen.get_state(), "torch": torch.get_rng_state(), "python": random.getstate(),
+            "rng": {"generator": self.gen.get_state(), "generators": generator_states or [self.gen.get_state()],
+                    "torch": torch.get_rng_state(), "python": random.getstate(),
                     "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:]))},
             "video_embedding": None if self.video_embedding is None else self.video_embedding.cpu(),
         }
@@ -360,9 +371,10 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write :meth:`state_dict` atomically (rank 0; other ranks wait at a barrier). Returns the path."""
         path = Path(path) if path is not None else self.checkpoint_path
+        generators = self._generator_states()  # every rank's: a resumed run samples exactly as an uninterrupted one
         if self.is_main:
             with atomic_write(path, "wb") as f:
-                torch.save(self.state_dict(), f)
+                torch.save(self.state_dict(generators), f)
         if self.world > 1:
             dist.barrier()
         return path
@@ -370,7 +382,9 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike[str] | None = None) -> bool:
         """Resume from ``path`` (default ``checkpoint.pt``) if it exists; returns whether it did.
 
-        A checkpoint of another model configuration is a CheckpointError (use another ``out_dir`` or ``resume=False``).
+        A checkpoint of another model configuration, domain or VLM identity is a CheckpointError naming both (use
+        another ``out_dir`` or ``resume=False``): a store re-embedded with another VLM of the same width would otherwise
+        resume the connector on embeddings it was not trained on and relabel it with the new VLM.
         """
         path = Path(path) if path is not None else self.checkpoint_path
         if not path.is_file():
@@ -382,6 +396,11 @@ class Trainer:
         if _model_shape(saved.config) != _model_shape(self.cfg):
             raise CheckpointError(f"{path}: holds a model of another configuration ({saved.config.preset} preset) than "
                                   f"the one asked for ({self.cfg.preset}); use another out_dir or resume=False")
+        if saved.domain != self.model.domain:
+            raise CheckpointError(f"{path}: holds a model of domain {saved.domain!r} but this run trains domain "
+                                  f"{self.model.domain!r}; use another out_dir or resume=False")
+        check_same_vlm(saved._vlm, self.model._vlm, f"{path}: the checkpoint to resume",
+                       "use another out_dir or resume=False (or resume with the store embedded by the checkpoint's VLM)")
         self.model.load_state_dict(saved.state_dict())
         if self.wm_opt is not None and ck["wm_opt"] is not None:
             self.wm_opt.load_state_dict(ck["wm_opt"])
@@ -389,7 +408,10 @@ class Trainer:
             self.conn_opt.load_state_dict(ck["conn_opt"])
         self.step = int(ck["step"])
         rng = ck["rng"]
-        if self.rank == 0:  # other ranks keep their own (rank-offset) generator streams
+        generators = rng.get("generators")
+        if generators is not None and len(generators) == self.world:  # each rank continues its own stream
+            self.gen.set_state(generators[self.rank])
+        elif self.rank == 0:  # older checkpoint or another world size: other ranks keep their fresh (rank-offset) streams
             self.gen.set_state(rng["generator"])
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
@@ -398,6 +420,16 @@ class Trainer:
         if ck["video_embedding"] is not None:
             self.video_embedding = ck["video_embedding"].to(self.device)
         return True
+
+
+def check_same_vlm(recorded: dict[str, Any] | None, current: dict[str, Any] | None, what: str, fix: str) -> None:
+    """CheckpointError naming both identities when ``what`` (a checkpoint, an init model) was trained with another VLM
+    than this run's (its store's embeddings). Identities compare in full (backend, model, weights, width): two VLMs of
+    the same width are still different embedding spaces. Nothing is compared when either side records none."""
+    if recorded is not None and current is not None and dict(recorded) != dict(current):
+        raise CheckpointError(f"{what} was trained with VLM {_identity_str(recorded)} but this run's store is embedded "
+                              f"with {_identity_str(current)}; embeddings of different VLMs are not interchangeable, "
+                              f"even of the same width: {fix}")
 
 
 def _model_shape(cfg: MFWMConfig) -> dict[str, Any]:
@@ -456,8 +488,15 @@ def train_mfwm(store: Any, config: MFWMConfig | str | dict[str, Any] = "small", 
     elif stages != "wm":
         raise ValueError(f"{store}: the store has no embeddings; run genrl_gym.data.embed.embed_store first, "
                          "or train with stages='wm'")
+    init_name = f"init={os.fspath(init)}" if isinstance(init, (str, os.PathLike)) else "the init= model"
     if isinstance(init, (str, os.PathLike)):
         init = MFWM.load(init, expect_domain=meta.get("domain"))
+    if init is not None:
+        if meta.get("domain") is not None and init.domain not in ("unknown", meta["domain"]):
+            raise CheckpointError(f"{init_name} is a model of domain {init.domain!r} but the store holds "
+                                  f"{meta['domain']!r} episodes; start from a {meta['domain']} model")
+        check_same_vlm(init._vlm, meta.get("vlm"), init_name, "start from a model trained on this VLM's embeddings, "
+                       "or re-embed the store with the init model's VLM (`genrl embed --vlm ...`)")
     model = MFWM(cfg, domain=meta.get("domain", "unknown"), vlm_identity=meta.get("vlm"),
                  render_settings=meta.get("render_settings"),
                  metadata={"store": str(getattr(store, "root", store)), "num_frames": getattr(store, "num_frames", None),

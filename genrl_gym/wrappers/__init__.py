@@ -3,8 +3,8 @@
 embeddings of the last frames and the prompt), plus SB3 callbacks (logging, wall-time budget).
 
 The SB3 names (:class:`VecGenRLReward`, :class:`VecEmbeddingSimilarityReward`, :class:`GenRLLogCallback`,
-:class:`WallClockBudget`, :class:`VecSelectKey`) are imported on first use so that ``import genrl_gym.wrappers`` does
-not import Stable-Baselines3.
+:class:`WallClockBudget`, :func:`learn_for`, :class:`VecSelectKey`) are imported on first use so that
+``import genrl_gym.wrappers`` does not import Stable-Baselines3.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = [
     "VecGenRLReward",
     "VecSelectKey",
     "WallClockBudget",
+    "learn_for",
 ]
 
 
@@ -38,7 +39,7 @@ def __getattr__(name: str) -> Any:
         from genrl_gym.wrappers.embedding_reward import VecEmbeddingSimilarityReward
 
         return VecEmbeddingSimilarityReward
-    if name in ("GenRLLogCallback", "WallClockBudget"):
+    if name in ("GenRLLogCallback", "WallClockBudget", "learn_for"):
         from genrl_gym.wrappers import callbacks
 
         return getattr(callbacks, name)

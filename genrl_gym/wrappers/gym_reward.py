@@ -130,8 +130,8 @@ def env_domain(env: Any) -> str | None:
 
 def _check_prompt(prompt: object) -> None:
     if prompt is None:
-        raise PromptError("a prompt is required: pass a text (e.g. prompt='walk fast') or a video (a path to a .gif/.mp4 or "
-                          "a uint8 array [T, H, W, 3])")
+        raise PromptError("a prompt is required: pass a text (e.g. prompt='walk fast'), a video (a path to a .gif/.mp4 or "
+                          "a uint8 array [T, H, W, 3]) or an image (a .png/.jpg path or a uint8 array [H, W, 3])")
     if isinstance(prompt, str) and not prompt.strip():
         raise PromptError("the prompt is empty: pass a text describing the behaviour (e.g. 'walk fast') or a video path")
 
@@ -140,8 +140,10 @@ def build_target(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray, vlm: 
                  horizon: int = DEFAULT_HORIZON) -> TargetTrajectory:
     """The prompt's target trajectory (``features [H + 1, F]``) via :func:`genrl_gym.prompts.target_from_prompt`.
 
+    :param prompt: text, a video (path or uint8 ``[T, H, W, 3]``) or an image (path or uint8 ``[H, W, 3]``).
     :param vlm: a VLM, a ``load_vlm`` spec, or None (the model's own VLM).
-    :raises PromptError: empty, over-long or unreadable prompt; a text prompt for a VLM without language.
+    :raises PromptError: empty, over-long or unreadable prompt; an array of ambiguous layout; a text prompt for a VLM
+        without language.
     """
     from genrl_gym.prompts import target_from_prompt
 
@@ -358,7 +360,8 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
     :param env: a genrl-gym pixel env (observation ``{"image": uint8 [64, 64, 3]}``; a Box image space works too).
     :param model: an MFWM, a checkpoint path or a model name (:func:`genrl_gym.model_store.resolve_model`); it must belong
         to the env's domain.
-    :param prompt: text, a video path (``.gif``/``.mp4``...) or a video as uint8 ``[T, H, W, 3]``.
+    :param prompt: text, a video path (``.gif``/``.mp4``...) or a video as uint8 ``[T, H, W, 3]``, or an image (a
+        ``.png``/``.jpg`` path or uint8 ``[H, W, 3]``: a still pose, :func:`genrl_gym.prompts.target_from_prompt`).
     :param vlm: VLM instance or ``load_vlm`` spec used to embed the prompt (None = the model's own VLM).
     :param score_kind: per-step score (:data:`genrl_gym.reward.SCORES`), default GenRL's max-norm cosine.
     :param history: frames of the episode kept for alignment (H + 1).
@@ -373,6 +376,8 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
         model's.
     :param track_latent: also filter the GRU and expose the posterior latent as :attr:`latent` (same rewards).
     :param num_threads: torch intra-op threads for the reward computation on CPU (see :class:`LatentRewardScorer`).
+
+    :attr:`prompt` describes the prompt (the text, the file path, or the array's shape).
 
     ``step`` returns the score as reward (a Python float); ``info["genrl_score"]`` repeats it and ``info["task_reward"]``
     holds the domain's true reward (from the inner env's info, else its reward). The score is a deterministic function of
@@ -397,6 +402,8 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
                                          target_logits=_target_logits(self.target), device=device, track_latent=track_latent,
                                          num_threads=num_threads, align=align)
         self.prompt = self.target.prompt
+        #: True when ``GenRL/<Domain>-v0`` got no prompt and used the task's shipped clip (``prompt`` is its path).
+        self.prompt_is_default = False
         self._needs_reset = True
 
     def _image(self, obs: Any) -> np.ndarray:
@@ -473,6 +480,7 @@ class GenRLVectorReward(VectorWrapper):
                                          score_kind=score_kind, target_logits=_target_logits(self.target), device=device,
                                          track_latent=track_latent, num_threads=num_threads, align=align)
         self.prompt = self.target.prompt
+        self.prompt_is_default = False  # as GenRLReward's
         self._autoreset = np.zeros(env.num_envs, dtype=bool)
 
     def _images(self, obs: Any) -> np.ndarray:
