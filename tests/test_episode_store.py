@@ -182,7 +182,8 @@ def test_exception_mid_write_leaves_store_intact(tmp_path: Path, monkeypatch: py
         store.save(make_episode(10, seed=1))
     monkeypatch.undo()
     assert store.paths() == [first]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".episodes.lock", ".lock", "store.json", first.name])  # no temp file
+    # no temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".episodes.lock", ".lock", "store.json", first.name])
     assert store.metadata["num_episodes"] == 1
     assert_same(store.load(first), make_episode(10, seed=0))
     assert store.save(make_episode(10, seed=2)).name == "ep-000001-L10.npz"
