@@ -133,7 +133,7 @@ def test_corrupt_file_raises_naming_file(tmp_path: Path) -> None:
     raw[zipfile.ZipFile(bad).getinfo("image.npy").header_offset + 300] ^= 0xFF  # bit rot inside the image payload
     bad.write_bytes(bytes(raw))
     for read in (store.load, store.open):
-        with pytest.raises(DatasetError, match=r"ep-000001-L10\.npz.*corrupt.*delete this file"):
+        with pytest.raises(DatasetError, match=r"ep-000001-L10\.npz.*corrupt.*genrl store verify.*--quarantine"):
             read(bad)
     store.load(good)  # neighbours are unaffected
     garbage = tmp_path / "ep-000002-L10.npz"

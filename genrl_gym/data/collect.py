@@ -14,6 +14,11 @@ where it stopped and a resumed run does not repeat seeds. The random policy is s
 ``num_envs > 1``, which sub-env runs which episode is deterministic, so a run is reproducible for a given
 (seed, num_envs, k). When fewer episodes remain than envs are busy, the idle envs keep stepping (a vector env steps all
 its envs together) and their partial episodes are discarded.
+
+One collector per store: :func:`collect` holds the store's ``"episodes"`` writer lock (:meth:`EpisodeStore.writing`)
+from its resume accounting to its last save, so a second process collecting into the same store is refused with
+:class:`~genrl_gym.data.episodes.StoreLockedError` instead of collecting the same episode indices again. A collector
+killed at any point (even inside a write) resumes with the same call and loses nothing it had saved.
 """
 
 from __future__ import annotations

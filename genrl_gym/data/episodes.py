@@ -137,8 +137,9 @@ class Damage:
     episode: Path
     problem: str
 
-_FIX_CORRUPT = ("delete this file (and its embedding under embeddings/, if any) and re-collect the missing episode "
-                "(`genrl collect ...` / genrl_gym.data.collect resumes and fills the gap)")
+_FIX_CORRUPT = ("move it aside with `genrl store verify <store> --quarantine` (which lists every damaged file; training "
+                "then uses the rest) or delete it and its embedding under embeddings/, then re-collect the missing "
+                "episode (`genrl collect ...` with the same arguments / genrl_gym.data.collect fills the gap)")
 
 
 def _corrupt(path: Path, what: str) -> DatasetError:

@@ -287,7 +287,7 @@ def _read_torch_file(path: Path, what: str, fix: str = "re-download it or retrai
     """
     with open(path, "rb") as f:
         magic = f.read(4)
-    if len(magic) < 4 or (magic != b"PK\x03\x04" and os.path.getsize(path) < 64):
+    if len(magic) < 4 and b"PK\x03\x04".startswith(magic):  # empty, or cut inside the zip signature
         raise CheckpointError(f"{path}: truncated {what} checkpoint ({os.path.getsize(path)} bytes); {fix}")
     if magic != b"PK\x03\x04":
         raise CheckpointError(f"{path}: not a genrl-gym {what} checkpoint (not a torch zip file); pass a file written by "
