@@ -1,10 +1,11 @@
 """The ``genrl`` command: subcommands follow the data flow.
 
 ``collect -> embed -> train-mfwm`` (or ``pipeline`` for all three, with expert data), then ``prompts``,
-``imagine``, ``train-agent``, ``train-sb3``, ``evaluate``, ``bench`` and ``demo``. Every command that produces
+``imagine``, ``train-agent``, ``train-sb3``, ``evaluate``, ``bench`` and ``demo``; ``store verify`` checks an
+episode store and moves damaged files aside. Every command that produces
 something writes into one run folder (``--out``): its resolved configuration (``config.json``), TensorBoard logs
 (``tb/``) and its outputs. Long commands show progress bars and can be interrupted with Ctrl-C and run again with
-the same arguments to resume.
+the same arguments to resume; that also holds after a ``kill -9`` (``benchmarks/bench_faults.py`` checks it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from genrl_gym import _compat  # noqa: F401  (render/torch guard before anything renders)
-from genrl_gym.utils import GenRLError, atomic_write
+from genrl_gym.utils import GenRLError, atomic_write, remove_stale_temp_files
 
 
 def _write_config(out: Path, command: str, args: argparse.Namespace, **extra: Any) -> None:
@@ -99,7 +100,8 @@ def cmd_train_mfwm(args: argparse.Namespace) -> int:
 
     _write_config(args.out, "train-mfwm", args)
     model = train_mfwm(args.data, args.preset, out_dir=args.out, steps=args.steps, stages=args.stages,
-                       resume=not args.no_resume, seed=args.seed, device=args.device)
+                       resume=not args.no_resume, seed=args.seed, device=args.device,
+                       checkpoint_every=args.checkpoint_every)
     print(f"model: {Path(args.out) / 'mfwm.pt'} ({model.domain}, VLM {model.vlm_identity})")
     return 0
 
@@ -173,7 +175,7 @@ def _prompt_arg(prompt: str) -> str:
 
 
 QUICK_BENCHMARKS = ("render", "collect", "vlm", "world_model", "reward", "agent")
-LONG_BENCHMARKS = ("behaviour", "compare")
+LONG_BENCHMARKS = ("behaviour", "compare", "faults")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -201,10 +203,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Arguments of ``train-agent`` that must match for a rerun to resume from ``<out>/checkpoint.zip``.
+_AGENT_RUN_KEYS = ("model", "prompt", "preset", "start", "data", "vlm", "seed")
+
+
+def _check_same_agent_run(args: argparse.Namespace, checkpoint: Path) -> None:
+    """Refuse to resume ``checkpoint`` with other arguments than the run that wrote it (recorded in config.json)."""
+    try:
+        old = json.loads((args.out / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # no readable record: the checkpoint's own model/prompt are used
+    new = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    diff = [f"--{k.replace('_', '-')} {old.get(k)!r} -> {new.get(k)!r}" for k in _AGENT_RUN_KEYS if old.get(k) != new.get(k)]
+    if old.get("command") == "train-agent" and diff:
+        raise GenRLError(f"{checkpoint}: written by a train-agent run with other arguments ({'; '.join(diff)}); rerun "
+                         "with that run's arguments to resume it, pass --no-resume to start over in this folder, or use "
+                         "another --out")
+
+
 def cmd_train_agent(args: argparse.Namespace) -> int:
+    from stable_baselines3.common.callbacks import BaseCallback
+
     from genrl_gym.agents import GenRLAgent
 
+    checkpoint = args.out / "checkpoint.zip"
+    resume = checkpoint.is_file() and not args.no_resume
+    if resume:
+        _check_same_agent_run(args, checkpoint)
     _write_config(args.out, "train-agent", args)
+    for name in ("checkpoint.zip", "agent.zip"):  # left by a run killed while writing them
+        remove_stale_temp_files(args.out / name)
     store = None
     if args.start == "offline":
         if args.data is None:
@@ -212,13 +240,56 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
         from genrl_gym.data import EpisodeStore
 
         store = EpisodeStore(args.data, create=False)
-    agent = GenRLAgent(args.model, _prompt_arg(args.prompt), vlm=args.vlm, preset=args.preset, start=args.start,
-                       store=store, seed=args.seed, device=args.device, tensorboard_log=str(args.out / "tb"), verbose=1)
-    agent.learn(total_timesteps=args.steps, progress_bar=True)
+    tb = str(args.out / "tb")
+    if resume:
+        agent = GenRLAgent.load(checkpoint, store=store, device=args.device, tensorboard_log=tb, verbose=1)
+        print(f"resuming from {checkpoint} at update {agent.num_timesteps} of {args.steps}")
+    else:
+        agent = GenRLAgent(args.model, _prompt_arg(args.prompt), vlm=args.vlm, preset=args.preset, start=args.start,
+                           store=store, seed=args.seed, device=args.device, tensorboard_log=tb, verbose=1)
+
+    class Checkpoint(BaseCallback):
+        """Save the agent to ``checkpoint`` every ``--checkpoint-every`` updates (atomic; resumed by a rerun)."""
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % args.checkpoint_every == 0 and self.num_timesteps < args.steps:
+                agent.save(checkpoint)
+            return True
+
+    remaining = args.steps - agent.num_timesteps
+    if remaining > 0:
+        agent.learn(total_timesteps=remaining, callback=Checkpoint(), reset_num_timesteps=not resume,
+                    progress_bar=True)
+        agent.save(checkpoint)  # the final state first: a kill while writing agent.zip resumes with 0 updates to go
     path = agent.save(args.out / "agent.zip")
     print(f"agent: {path}")
     if args.eval_episodes:
         return _evaluate(agent, agent.world_model.domain, args.task, args.eval_episodes, args.out / "rollout.gif")
+    return 0
+
+
+def cmd_store_verify(args: argparse.Namespace) -> int:
+    from genrl_gym.data import EpisodeStore
+
+    store = EpisodeStore(args.data, create=False)
+    damaged = store.check(with_embeddings=not args.no_embeddings, progress=True)
+    episodes = len(store.paths())
+    missing = 0 if args.no_embeddings else sum(not store.has_embedding(p) for p in store.paths())
+    for d in damaged:
+        print(f"damaged {d.kind}: {d.path}\n    {d.problem}")
+    bad_eps = sum(d.kind == "episode" for d in damaged)
+    bad_emb = len(damaged) - bad_eps
+    print(f"{args.data}: {episodes} episodes checked, {bad_eps} damaged episode files, {bad_emb} damaged embedding "
+          f"files" + (f", {missing} episodes without embeddings" if missing else ""))
+    if not damaged:
+        return 0
+    if not args.quarantine:
+        print("run again with --quarantine to move them to quarantine/ so that training uses the rest")
+        return 1
+    moved = store.quarantine(damaged)
+    print(f"moved {len(moved)} files to {store.root / 'quarantine'}; training now uses the other episodes"
+          + ("; `genrl collect` with the same arguments re-collects the quarantined episodes" if bad_eps else "")
+          + ("; `genrl embed` re-embeds episodes whose embedding was quarantined" if bad_emb else ""))
     return 0
 
 
@@ -269,11 +340,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _load_agent(path: str) -> Any:
     import zipfile
 
-    with zipfile.ZipFile(path) as z:
-        if "genrl_agent.json" in z.namelist():
-            from genrl_gym.agents import GenRLAgent
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise GenRLError(f"--agent {path}: truncated or corrupt zip file ({e}); save or train the agent again") from e
+    if "genrl_agent.json" in names:
+        from genrl_gym.agents import GenRLAgent
 
-            return GenRLAgent.load(path)
+        return GenRLAgent.load(path)
     return _load_sb3_like(path)
 
 
@@ -404,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_positive(), default=None, help="updates (default: the preset's)")
     t.add_argument("--stages", default="joint", choices=["joint", "wm", "connector"])
     t.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    t.add_argument("--checkpoint-every", type=_positive(), default=None,
+                   help="write checkpoint.pt every this many updates (default: the preset's)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
@@ -450,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     ta = add("train-agent", cmd_train_agent, "Train GenRLAgent in the world model's imagination from a prompt.")
     ta.add_argument("--model", default="walker", help="checkpoint path or model name (GENRL_HOME or shipped)")
     ta.add_argument("--prompt", required=True, help="text, a video file, or domain/task for a shipped clip")
-    ta.add_argument("--out", type=Path, required=True, help="run folder: agent.zip, config.json, tb/")
+    ta.add_argument("--out", type=Path, required=True, help="run folder: agent.zip, checkpoint.zip, config.json, tb/")
     ta.add_argument("--steps", type=_positive(), default=5000, help="behaviour updates")
     ta.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
     ta.add_argument("--start", default="data_free", choices=["data_free", "offline"], help="imagination start states")
@@ -458,8 +535,24 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--vlm", default=None, help="VLM spec for the prompt (default: the model's)")
     ta.add_argument("--task", default="stand", help="task whose true reward --eval-episodes reports")
     ta.add_argument("--eval-episodes", type=int, default=0, help="evaluate on the true reward after training")
+    ta.add_argument("--checkpoint-every", type=_positive(), default=500,
+                    help="write <out>/checkpoint.zip every this many updates; a rerun resumes from it")
+    ta.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint.zip in --out")
     ta.add_argument("--seed", type=int, default=0)
     ta.add_argument("--device", default="auto")
+
+    st = sub.add_parser("store", help="Episode store maintenance: verify (and quarantine) damaged files.",
+                        description="Episode store maintenance.")
+    st_sub = st.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
+    sv = st_sub.add_parser("verify", help="Read every episode and embedding file of a store; list the damaged ones.",
+                           description="Read every episode (CRC-checked) and embedding file of a store and list the "
+                           "damaged ones (exit status 1 if any). --quarantine moves them to <store>/quarantine/ so that "
+                           "training continues on the rest.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sv.add_argument("data", type=Path, help="episode store folder")
+    sv.add_argument("--quarantine", action="store_true", help="move damaged files to <store>/quarantine/ (store.json "
+                    "updated atomically; refused while another process writes to the store)")
+    sv.add_argument("--no-embeddings", action="store_true", help="check episode files only")
+    sv.set_defaults(func=cmd_store_verify)
 
     ts = add("train-sb3", cmd_train_sb3, "Train any SB3 algorithm on the GenRL reward of GenRL/<Domain>-v0.")
     ts.add_argument("--algo", default="SAC", help="SB3 algorithm class: SAC, PPO, TD3, A2C ...")
@@ -520,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = add("bench", cmd_bench, "Run benchmarks (results in benchmarks/results/).")
     b.add_argument("names", nargs="*", help="quick: render collect vlm world_model reward agent (default: these); "
-                   "long (minutes to hours): behaviour compare")
+                   "long (minutes to hours): behaviour compare faults")
     b.add_argument("--args", default="", help="arguments for the benchmarks' own parsers, written with '=', e.g. "
                    "--args=\"--domain walker --seconds 90 --offline-data runs/walker-pipeline/data\"")
     return p

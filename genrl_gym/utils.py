@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import random
 import secrets
+import signal
 import stat
 import time
 from collections.abc import Iterator
@@ -57,6 +59,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
+            if FAULT_ENV in os.environ:
+                _fault_point(path, f)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -130,6 +134,34 @@ def _create_temp(path: Path) -> tuple[int, str]:
             raise
         return fd, tmp
     raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
+#: Environment variable of the opt-in fault hook of :func:`atomic_write` (see :func:`_fault_point`).
+FAULT_ENV = "GENRL_FAULT_INJECT"
+_fault_writes = 0
+
+
+def _fault_point(path: Path, f: IO[Any]) -> None:
+    """Test hook: ``GENRL_FAULT_INJECT=<glob>[:<n>]`` SIGKILLs this process inside the ``n``-th (default 1st)
+    :func:`atomic_write` whose target file name matches ``<glob>`` (e.g. ``checkpoint.pt:2``, ``ep-*.npz``, ``*.zip``).
+
+    The kill comes after the temporary file was written and then cut to half its size, before fsync and rename: what
+    a ``kill -9`` or power cut in the middle of the write leaves behind. Used by ``benchmarks/bench_faults.py`` and
+    ``tests/test_faults.py``; :func:`atomic_write` only calls it when the variable is set.
+
+    :param path: the target of the write.
+    :param f: the open temporary file (flushed).
+    """
+    global _fault_writes
+    spec = os.environ.get(FAULT_ENV, "")
+    pattern, _, nth = spec.rpartition(":") if spec.rpartition(":")[2].isdigit() else (spec, "", "1")
+    if not pattern or not fnmatch.fnmatch(path.name, pattern):
+        return
+    _fault_writes += 1
+    if _fault_writes == int(nth):
+        size = os.fstat(f.fileno()).st_size
+        os.ftruncate(f.fileno(), size // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def set_seed(seed: int) -> None:

@@ -121,7 +121,8 @@ def store(tmp_path: Path) -> EpisodeStore:
 
 
 def _no_temp_files(root: Path) -> bool:
-    return not [p for p in root.rglob("*") if (p.name.startswith(".") and p.name != ".lock") or p.name.endswith(".tmp")]
+    locks = (".lock", ".episodes.lock", ".embeddings.lock")
+    return not [p for p in root.rglob("*") if (p.name.startswith(".") and p.name not in locks) or p.name.endswith(".tmp")]
 
 
 def test_embed_store_writes_embeddings_and_identity(store: EpisodeStore) -> None:

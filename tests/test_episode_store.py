@@ -133,7 +133,7 @@ def test_corrupt_file_raises_naming_file(tmp_path: Path) -> None:
     raw[zipfile.ZipFile(bad).getinfo("image.npy").header_offset + 300] ^= 0xFF  # bit rot inside the image payload
     bad.write_bytes(bytes(raw))
     for read in (store.load, store.open):
-        with pytest.raises(DatasetError, match=r"ep-000001-L10\.npz.*corrupt.*delete this file"):
+        with pytest.raises(DatasetError, match=r"ep-000001-L10\.npz.*corrupt.*genrl store verify.*--quarantine"):
             read(bad)
     store.load(good)  # neighbours are unaffected
     garbage = tmp_path / "ep-000002-L10.npz"
@@ -182,7 +182,8 @@ def test_exception_mid_write_leaves_store_intact(tmp_path: Path, monkeypatch: py
         store.save(make_episode(10, seed=1))
     monkeypatch.undo()
     assert store.paths() == [first]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".lock", "store.json", first.name])  # no temp file
+    # no temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".episodes.lock", ".lock", "store.json", first.name])
     assert store.metadata["num_episodes"] == 1
     assert_same(store.load(first), make_episode(10, seed=0))
     assert store.save(make_episode(10, seed=2)).name == "ep-000001-L10.npz"
@@ -219,6 +220,8 @@ def test_process_killed_mid_write_leaves_no_visible_episode(tmp_path: Path) -> N
         assert_same(store.load(p), make_episode(10, seed=i))
     assert store.metadata["num_episodes"] == 2
     assert store.save(make_episode(10, seed=3)).name == "ep-000002-L10.npz"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # the next writer removed the killed one's
+    assert store.metadata["num_episodes"] == 3
 
 
 def test_metadata_update_is_persistent_and_guarded(tmp_path: Path) -> None:

@@ -14,6 +14,11 @@ where it stopped and a resumed run does not repeat seeds. The random policy is s
 ``num_envs > 1``, which sub-env runs which episode is deterministic, so a run is reproducible for a given
 (seed, num_envs, k). When fewer episodes remain than envs are busy, the idle envs keep stepping (a vector env steps all
 its envs together) and their partial episodes are discarded.
+
+One collector per store: :func:`collect` holds the store's ``"episodes"`` writer lock (:meth:`EpisodeStore.writing`)
+from its resume accounting to its last save, so a second process collecting into the same store is refused with
+:class:`~genrl_gym.data.episodes.StoreLockedError` instead of collecting the same episode indices again. A collector
+killed at any point (even inside a write) resumes with the same call and loses nothing it had saved.
 """
 
 from __future__ import annotations
@@ -331,6 +336,9 @@ def collect(env_fn: Callable[[], gym.Env] | None = None, *, domain: str | None =
 
     Returns:
         :class:`CollectStats`.
+
+    Raises:
+        StoreLockedError: another process is collecting into the same store (see :meth:`EpisodeStore.writing`).
     """
     if num_episodes < 0 or num_envs < 1:
         raise ValueError(f"collect: need num_episodes >= 0 and num_envs >= 1, got {num_episodes}, {num_envs}.")
@@ -352,6 +360,16 @@ def collect(env_fn: Callable[[], gym.Env] | None = None, *, domain: str | None =
     tag = source or (RandomPolicy.source if policy == "random" else getattr(policy, "source", None))
     if not tag:
         raise ValueError("collect: the policy has no `source` tag; pass source='...' (recorded with each episode).")
+    # one collector per store: the resume accounting below and the saves must not interleave with another process's
+    with store.writing("episodes"):
+        return _collect_locked(env_fn, store, policy, tag, domain, task, env_kwargs, num_episodes, num_envs,
+                               vectorization, seed, context, progress)
+
+
+def _collect_locked(env_fn: Callable[[], gym.Env], store: EpisodeStore, policy: str | Policy, tag: str,
+                    domain: str | None, task: str | None, env_kwargs: dict[str, Any], num_episodes: int, num_envs: int,
+                    vectorization: str, seed: int, context: str | None, progress: bool) -> CollectStats:
+    """:func:`collect` once the store's ``"episodes"`` writer lock is held."""
     matching = [i for i in store.episode_info().values() if i.get("source") == tag and i.get("task") == task]
     existing = len(matching)
     remaining = max(0, num_episodes - existing)

@@ -6,8 +6,9 @@ copies of frame 0 (``window[k] = frames[max(t - 7 + k, 0)]``), so every row hold
 still) video. GenRL's reference left those rows as zero vectors, which the connector would then learn to map from;
 a repeated first frame is what a video prompt of a still start looks like, so it is the better input.
 
-The pass is resumable (episodes whose embedding file exists for the same VLM are skipped), writes every file
-atomically, and records the VLM identity in ``store.json["vlm"]`` (and the windowing rule in
+The pass is resumable (episodes whose embedding file exists for the same VLM are skipped; an unreadable one is
+embedded again), holds the store's ``"embeddings"`` writer lock (a second pass on the same store is refused), writes
+every file atomically, and records the VLM identity in ``store.json["vlm"]`` (and the windowing rule in
 ``store.json["embedding_rule"]``). A store embedded by another VLM is refused (:class:`VLMError`) unless
 ``overwrite=True``.
 """
@@ -155,8 +156,15 @@ def embed_store(store: EpisodeStore, vlm: VLM | str | Mapping[str, Any], *, batc
     Raises:
         VLMError: the store was embedded by a different VLM (or rule) and ``overwrite`` is False.
         DatasetError: an episode file is truncated/corrupt (from the store).
+        StoreLockedError: another process is embedding the same store.
     """
     vlm = load_vlm(vlm, device=device)
+    with store.writing("embeddings"):  # one embedding pass per store at a time
+        return _embed_locked(store, vlm, batch_size=batch_size, progress=progress, overwrite=overwrite)
+
+
+def _embed_locked(store: EpisodeStore, vlm: VLM, *, batch_size: int, progress: bool, overwrite: bool) -> int:
+    """:func:`embed_store` once the store's ``"embeddings"`` writer lock is held."""
     identity = vlm.identity
     rule = embedding_rule(int(getattr(vlm, "window", DEFAULT_WINDOW)))
     recorded = _recorded_identity(store, overwrite=overwrite)

@@ -7,7 +7,10 @@ Layout of a store directory::
       ep-000000-L501.npz            one episode per file (index, length = rows), written atomically
       ep-000001-L501.npz
       embeddings/ep-000000-L501.npy float32 [L, D] VLM embeddings (written by ``genrl_gym.data.embed``)
-      .lock                         advisory lock taken by writers (index allocation, store.json updates)
+      quarantine/                   damaged episodes (and embeddings/) moved aside by ``genrl store verify --quarantine``
+      .lock                         short advisory lock around store.json updates
+      .episodes.lock                writer lock of the process adding episodes (holds its pid and command line)
+      .embeddings.lock              writer lock of the process writing embeddings
 
 Why one uncompressed ``.npz`` per episode: a single file makes the write atomic (temp file + fsync + rename), and
 ``np.savez`` stores members uncompressed (ZIP_STORED), so each member's ``.npy`` payload sits contiguously at a fixed
@@ -34,8 +37,17 @@ Further keys are allowed if they are numeric/bool arrays with leading dimension 
 ``store.json["keys"]`` and every later episode must carry the same key set). ``embedding`` is reserved: embeddings
 live in ``embeddings/<stem>.npy``.
 
-Concurrency: any number of readers; writers (``save``, ``update_metadata``, ``save_embedding``) serialise through an
-advisory ``fcntl`` lock on ``root/.lock``, so several collector processes may append to one store.
+Concurrency: any number of readers. One process at a time may add episodes (``save``, :func:`genrl_gym.data.collect`)
+and one may write embeddings (``save_embedding``, ``genrl embed``): each holds a ``fcntl.flock`` writer lock
+(``.episodes.lock`` / ``.embeddings.lock``) for as long as it writes, and a second process is refused with
+:class:`StoreLockedError` naming the lock file and the holder's pid (two collectors would pick the same episode indices
+and seeds). The kernel releases the lock when the holder exits, even on ``kill -9``, so no stale lock is ever left.
+Collecting and embedding may run at the same time. ``store.json`` updates serialise through ``.lock``.
+
+Crashes: every file is written to a temporary file and renamed into place, so a killed writer leaves no partial
+episode, embedding or ``store.json``. An episode's info is recorded in ``store.json`` *before* its file is renamed into
+place, and info only counts for files that exist, so a kill never leaves an episode that resumed collection does not
+recognise. Temporary files of killed writers are removed by the next writer.
 """
 
 from __future__ import annotations
@@ -47,7 +59,10 @@ import mmap
 import os
 import re
 import struct
+import sys
+import threading
 import time
+from dataclasses import dataclass
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -69,6 +84,9 @@ __all__ = [
     "OPTIONAL_KEYS",
     "validate_episode",
     "EPISODE_NAME_RE",
+    "Damage",
+    "StoreLockedError",
+    "WRITER_LOCKS",
 ]
 
 FORMAT = "genrl_gym.episodes/1"
@@ -91,9 +109,37 @@ OPTIONAL_KEYS: dict[str, tuple[np.dtype, int]] = {
     "proprio": (np.dtype(np.float32), 2),
 }
 _RESERVED_KEYS = ("embedding",)
+QUARANTINE_DIR = "quarantine"
+#: Writer roles and their lock files inside the store.
+WRITER_LOCKS = {"episodes": ".episodes.lock", "embeddings": ".embeddings.lock"}
+# (store root, role) -> (pid, fd, depth) of the writer locks this process holds (re-entrant within a process)
+_held_locks: dict[tuple[str, str], tuple[int, int, int]] = {}
+_held_guard = threading.Lock()
 
-_FIX_CORRUPT = ("delete this file (and its embedding under embeddings/, if any) and re-collect the missing episode "
-                "(`genrl collect ...` / genrl_gym.data.collect resumes and fills the gap)")
+
+class StoreLockedError(DatasetError):
+    """Another process is writing to the episode store (it holds the store's writer lock)."""
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A damaged file found by :meth:`EpisodeStore.check`.
+
+    :param kind: ``"episode"`` (the episode file; its embedding goes aside with it) or ``"embedding"`` (only the
+        embedding file is damaged; ``genrl embed`` re-creates it).
+    :param path: the damaged file.
+    :param episode: the episode file it belongs to.
+    :param problem: what is wrong (the loader's error message).
+    """
+
+    kind: str
+    path: Path
+    episode: Path
+    problem: str
+
+_FIX_CORRUPT = ("move it aside with `genrl store verify <store> --quarantine` (which lists every damaged file; training "
+                "then uses the rest) or delete it and its embedding under embeddings/, then re-collect the missing "
+                "episode (`genrl collect ...` with the same arguments / genrl_gym.data.collect fills the gap)")
 
 
 def _corrupt(path: Path, what: str) -> DatasetError:
@@ -252,6 +298,88 @@ class EpisodeStore:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    @contextlib.contextmanager
+    def writing(self, *roles: str) -> Iterator[None]:
+        """Hold the store's writer lock(s) for a block: ``"episodes"`` (adding episodes) and/or ``"embeddings"``.
+
+        Non-blocking: if another process holds a lock, :class:`StoreLockedError` names the lock file and that process's
+        pid and command line. Re-entrant within one process (``collect`` holds ``"episodes"`` around its ``save``
+        calls). On taking a lock, temporary files left by a killed writer of that role are removed.
+
+        :param roles: keys of :data:`WRITER_LOCKS`.
+        :raises StoreLockedError: another process is writing.
+        """
+        taken: list[str] = []
+        try:
+            for role in roles:
+                self._acquire(role)
+                taken.append(role)
+            yield
+        finally:
+            for role in reversed(taken):
+                self._release(role)
+
+    def _lock_key(self, role: str) -> tuple[str, str]:
+        if role not in WRITER_LOCKS:
+            raise ValueError(f"writer role {role!r}; choose from {sorted(WRITER_LOCKS)}")
+        return (os.path.realpath(self.root), role)
+
+    def _acquire(self, role: str) -> None:
+        key = self._lock_key(role)
+        pid = os.getpid()
+        with _held_guard:
+            held = _held_locks.get(key)
+            if held is not None and held[0] == pid:
+                _held_locks[key] = (pid, held[1], held[2] + 1)
+                return
+            if fcntl is None:  # pragma: no cover
+                _held_locks[key] = (pid, -1, 1)
+                return
+            lock_path = self.root / WRITER_LOCKS[role]
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 1024, 0).decode(errors="replace").strip() or "pid unknown (it is starting)"
+                os.close(fd)
+                hpid, _, cmd = holder.partition(" ")
+                raise StoreLockedError(
+                    f"{self.root}: another process is already writing {role} to this episode store (pid {hpid}"
+                    + (f": {cmd}" if cmd else "") + f"; lock file {lock_path}). Two writers would interleave episode "
+                    "indices and seeds. Wait for it to finish or stop it, then run this command again; the lock is "
+                    "released when that process exits, even if it is killed.") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{pid} {' '.join(sys.argv)[:900]}\n".encode(), 0)
+            _held_locks[key] = (pid, fd, 1)
+        self._remove_stale_temps(role)
+
+    def _release(self, role: str) -> None:
+        key = self._lock_key(role)
+        with _held_guard:
+            pid, fd, depth = _held_locks[key]
+            if depth > 1:
+                _held_locks[key] = (pid, fd, depth - 1)
+                return
+            del _held_locks[key]
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def _remove_stale_temps(self, role: str) -> None:
+        """Delete temporary files (``.<name>.*.tmp``) of killed writers; only called with the role's lock held."""
+        folder, suffix = (self.root, ".npz") if role == "episodes" else (self.root / EMBEDDINGS_DIR, ".npy")
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as it:
+            for entry in it:
+                name = entry.name
+                if name.startswith(".") and name.endswith(".tmp") and f"{suffix}." in name:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
     def _fsync_dir(self, directory: Path | None = None) -> None:
         """fsync the directory so that a completed rename survives a power loss."""
         with contextlib.suppress(OSError):
@@ -282,6 +410,9 @@ class EpisodeStore:
         return meta
 
     def _write_metadata(self, meta: dict[str, Any]) -> None:
+        """Write ``store.json`` atomically; the caller holds ``.lock``, so older temporary copies are stale."""
+        for tmp in self.root.glob(f".{STORE_JSON}.*.tmp"):
+            tmp.unlink(missing_ok=True)
         with atomic_write(self.root / STORE_JSON, "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True, default=_json_default)
         self._fsync_dir()
@@ -305,7 +436,7 @@ class EpisodeStore:
 
         ``format`` and ``episodes`` are managed by the store and cannot be set here.
         """
-        bad = {"format", "episodes"} & kw.keys()
+        bad = {"format", "episodes", "quarantined"} & kw.keys()
         if bad:
             raise ValueError(f"update_metadata: {sorted(bad)} are managed by the store; use save(..., info=...) for "
                              f"per-episode metadata.")
@@ -390,7 +521,7 @@ class EpisodeStore:
         arrays = {k: np.ascontiguousarray(v) for k, v in episode.items()}
         info = dict(info or {})
         json.dumps(info, default=_json_default)  # fail early on non-JSON-able info
-        with self._locked():
+        with self.writing("episodes"), self._locked():
             meta = dict(self._read_metadata())
             shape_meta = self._check_consistent(arrays, meta)
             if name is None:
@@ -406,22 +537,31 @@ class EpisodeStore:
             path = self.root / f"{stem}.npz"
             if path.exists():
                 raise DatasetError(f"{path}: an episode with this name already exists; pick another name.")
-            with atomic_write(path, "wb") as f:
-                np.savez(f, **arrays)  # uncompressed: lets readers memory-map members (see module docstring)
-            self._fsync_dir()
-            # store.json is updated after the episode is in place: a crash in between leaves a valid episode
-            # without info (counted by len(store); `source`-based resume then re-collects at most one episode).
+            # store.json first, then the episode: info only counts for files that exist (episode_info), so a kill in
+            # between leaves info of a missing file (overwritten by the next save of this name), never an episode
+            # file without info (which `source`-based resume would not count, and would collect again).
+            before = meta
+            meta = dict(meta)
             meta.update(shape_meta)
             episodes = dict(meta.get("episodes") or {})
             episodes[stem] = {"length": length, **info, "saved": time.time()}
             meta["episodes"] = episodes
-            meta["num_episodes"] = meta.get("num_episodes", 0) + 1
-            meta["num_frames"] = meta.get("num_frames", 0) + length
             if "task" in info and info["task"] is not None:
                 tasks = list(meta.get("tasks") or [])
                 if info["task"] not in tasks:
                     tasks.append(info["task"])
                 meta["tasks"] = tasks
+            self._write_metadata(meta)
+            try:
+                with atomic_write(path, "wb") as f:
+                    np.savez(f, **arrays)  # uncompressed: lets readers memory-map members (see module docstring)
+            except BaseException:
+                self._write_metadata(before)  # an error (not a kill): leave store.json as it was
+                raise
+            self._fsync_dir()
+            # counts last, recounted from the files (so counts left stale by a kill are corrected here)
+            present = self.paths()
+            meta.update(num_episodes=len(present), num_frames=sum(self.episode_length(p) for p in present))
             self._write_metadata(meta)
         return path
 
@@ -460,7 +600,7 @@ class EpisodeStore:
         length = self.episode_length(episode_path)
         self._check_embedding(embedding, length, where=str(episode_path))
         out = self.embedding_path(episode_path)
-        with atomic_write(out, "wb") as f:
+        with self.writing("embeddings"), atomic_write(out, "wb") as f:
             np.save(f, np.ascontiguousarray(embedding))
         self._fsync_dir(out.parent)
         return out
@@ -609,6 +749,90 @@ class EpisodeStore:
         for p in iterator:
             self.load(p, with_embeddings=with_embeddings)
         return len(paths)
+
+    def check(self, *, with_embeddings: bool = True, progress: bool = False) -> list[Damage]:
+        """Read every episode (and embedding file) in full and list the damaged ones, without stopping at the first.
+
+        An episode is damaged if it cannot be read, fails its CRC-32 check or breaks the format rules; an embedding
+        file if it cannot be read, has the wrong dtype or shape, or holds NaN/inf. Missing embeddings are not damage
+        (``genrl embed`` adds them).
+
+        :param with_embeddings: also check ``embeddings/<stem>.npy`` of every episode that has one.
+        :param progress: show a tqdm bar.
+        :return: the damaged files, in episode order.
+        """
+        paths = self.paths()
+        iterator: Any = paths
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(paths, desc="check", unit="ep")
+        found: list[Damage] = []
+        for p in iterator:
+            try:
+                episode = self.open(p, verify=True)
+                length = int(episode["is_first"].shape[0])
+                del episode
+            except DatasetError as e:
+                found.append(Damage("episode", p, p, str(e)))
+                continue
+            if with_embeddings and self.has_embedding(p):
+                epath = self.embedding_path(p)
+                try:
+                    emb = self._load_embedding(p, length, mmap=True)
+                    if not np.all(np.isfinite(emb)):
+                        raise DatasetError(f"{epath}: embedding holds NaN or inf values; delete it and re-run "
+                                           "`genrl embed`.")
+                    del emb
+                except DatasetError as e:
+                    found.append(Damage("embedding", epath, p, str(e)))
+        return found
+
+    def quarantine(self, damaged: list[Damage]) -> list[Path]:
+        """Move damaged files to ``root/quarantine/`` (embeddings to ``quarantine/embeddings/``) so that readers and
+        training use the rest; record them in ``store.json["quarantined"]``.
+
+        A damaged episode goes aside with its embedding; a damaged embedding goes aside alone (``genrl embed`` then
+        re-embeds its episode). Files move first and ``store.json`` is rewritten atomically after, so a kill at any
+        point leaves a consistent store (episode info only counts for files present). Collecting again with the same
+        command re-collects quarantined episodes (their indices are free again). Takes both writer locks.
+
+        :param damaged: what :meth:`check` returned.
+        :return: the new paths of the moved files.
+        :raises StoreLockedError: another process is writing to the store.
+        """
+        moved: list[Path] = []
+        qdir = self.root / QUARANTINE_DIR
+        with self.writing("episodes", "embeddings"), self._locked():
+            reasons: dict[str, str] = {}
+            for d in damaged:
+                files = [d.path]
+                if d.kind == "episode":
+                    reasons[d.episode.stem] = d.problem
+                    emb = self.embedding_path(d.episode)
+                    files = ([emb] if emb.exists() else []) + [d.path]  # embedding first: no orphan in the store
+                for f in files:
+                    if not f.exists():
+                        continue
+                    dest_dir = qdir / EMBEDDINGS_DIR if f.suffix == ".npy" else qdir
+                    dest_dir.mkdir(parents=True, exist_ok=True)
+                    dest, n = dest_dir / f.name, 1
+                    while dest.exists():  # an earlier quarantine of a re-collected episode of the same name
+                        dest, n = dest_dir / f"{f.name}.{n}", n + 1
+                    os.replace(f, dest)
+                    self._fsync_dir(dest_dir)
+                    self._fsync_dir(f.parent)
+                    moved.append(dest)
+            meta = dict(self._read_metadata())
+            episodes = dict(meta.get("episodes") or {})
+            quarantined = dict(meta.get("quarantined") or {})
+            for stem, problem in reasons.items():
+                quarantined[stem] = {**(episodes.pop(stem, None) or {}), "problem": problem, "quarantined": time.time()}
+            present = self.paths()
+            meta.update(episodes=episodes, quarantined=quarantined, num_episodes=len(present),
+                        num_frames=sum(self.episode_length(p) for p in present))
+            self._write_metadata(meta)
+        return moved
 
     # ------------------------------------------------------------------ per-episode info
     def episode_info(self) -> dict[str, dict[str, Any]]:

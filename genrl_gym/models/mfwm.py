@@ -286,10 +286,15 @@ class MFWM(nn.Module):
         return model
 
 
-def _read_torch_file(path: Path, what: str) -> Any:
-    """``torch.load(weights_only=True)`` with our errors: truncated/corrupt vs foreign file."""
+def _read_torch_file(path: Path, what: str, fix: str = "re-download it or retrain it") -> Any:
+    """``torch.load(weights_only=True)`` with our errors: truncated/corrupt vs foreign file.
+
+    :param path: the file. :param what: what it should be (for messages). :param fix: what to do about a damaged one.
+    """
     with open(path, "rb") as f:
         magic = f.read(4)
+    if len(magic) < 4 and b"PK\x03\x04".startswith(magic):  # empty, or cut inside the zip signature
+        raise CheckpointError(f"{path}: truncated {what} checkpoint ({os.path.getsize(path)} bytes); {fix}")
     if magic != b"PK\x03\x04":
         raise CheckpointError(f"{path}: not a genrl-gym {what} checkpoint (not a torch zip file); pass a file written by "
                               "genrl-gym")
@@ -297,8 +302,7 @@ def _read_torch_file(path: Path, what: str) -> Any:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
     except (zipfile.BadZipFile, OSError) as e:  # a zip whose central directory (at the end) is missing: cut short
-        raise CheckpointError(f"{path}: truncated or corrupt {what} checkpoint ({type(e).__name__}: {e}); re-download "
-                              "it or retrain it") from e
+        raise CheckpointError(f"{path}: truncated or corrupt {what} checkpoint ({type(e).__name__}: {e}); {fix}") from e
     if not any(n.endswith("data.pkl") for n in names):
         raise CheckpointError(f"{path}: not a genrl-gym {what} checkpoint (a zip file but not a torch archive)")
     try:
@@ -308,5 +312,4 @@ def _read_torch_file(path: Path, what: str) -> Any:
         if "weights_only" in str(e) or "Unsupported global" in str(e) or "pickle" in type(e).__name__.lower():
             raise CheckpointError(f"{path}: not a genrl-gym {what} checkpoint (it pickles Python objects: {msg}); note that "
                                   "the original GenRL .pt files pickle whole agents and cannot be loaded") from e
-        raise CheckpointError(f"{path}: truncated or corrupt {what} checkpoint ({type(e).__name__}: {msg}); re-download "
-                              "it or retrain it") from e
+        raise CheckpointError(f"{path}: truncated or corrupt {what} checkpoint ({type(e).__name__}: {msg}); {fix}") from e

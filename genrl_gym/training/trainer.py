@@ -35,7 +35,7 @@ from genrl_gym.models.presets import MFWMConfig, preset
 from genrl_gym.models.rssm import State
 from genrl_gym.models.world_model import WorldModel
 from genrl_gym.training.losses import connector_aligner_loss, world_model_loss
-from genrl_gym.utils import CheckpointError, atomic_write
+from genrl_gym.utils import CheckpointError, atomic_write, remove_stale_temp_files
 
 __all__ = ["Trainer", "train_mfwm", "init_distributed", "STAGES"]
 
@@ -245,8 +245,12 @@ class Trainer:
 
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("checkpoint.pt", "mfwm.pt"):  # left by a run killed while writing them
+                remove_stale_temp_files(self.out_dir / name)
             self._write_config(steps)
         if self.step >= steps:
+            if self.is_main:  # a run killed after its final checkpoint but before (or while) writing mfwm.pt
+                self.model.save(self.out_dir / "mfwm.pt")
             return self.model
         it = _prefetch(iter(batches))
         bar = tqdm(total=steps, initial=self.step, disable=not (self.progress and self.is_main), desc="mfwm", unit="upd")
@@ -389,7 +393,8 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if not path.is_file():
             return False
-        ck = _read_torch_file(path, "training")
+        ck = _read_torch_file(path, "training", fix="delete it to restart training from step 0 (or pass resume=False / "
+                              "`genrl train-mfwm --no-resume`)")
         if not isinstance(ck, dict) or ck.get("format") != TRAIN_FORMAT:
             raise CheckpointError(f"{path}: not a genrl-gym training checkpoint; remove it or pick another out_dir")
         saved = MFWM.from_payload(ck["model"], str(path), map_location=None)
