@@ -230,3 +230,52 @@ def test_agents_saved_before_the_check_still_load_with_a_warning(trained: GenRLA
                    vlm_identity=model.vlm_identity)
     with pytest.raises(CheckpointError, match="'walker' world model"):  # the old header's domain is still checked
         GenRLAgent.load(path, model=cheetah)
+
+
+def test_load_never_unpickles_the_sb3_blobs(tmp_path: Path) -> None:
+    """SB3 zips hold cloudpickle blobs (spaces, schedule, buffers) that run code when unpickled; GenRLAgent.load reads
+    none of them, so a tampered agent file cannot run code, and a clean one still loads and acts the same."""
+    import base64
+    import json
+    import pickle
+    import zipfile
+
+    from genrl_gym.agents import GenRLAgent
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').close()",))
+
+    from helpers import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "walker.pt")
+    clip = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    agent = GenRLAgent(model, clip, vlm="video-only", preset="tiny", seed=0)
+    agent.learn(2)
+    good = agent.save(tmp_path / "agent.zip")
+    with zipfile.ZipFile(good) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    data = json.loads(entries["data"])
+    blob = base64.b64encode(pickle.dumps(Evil())).decode()
+    pickled = [k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v]
+    assert {"observation_space", "lr_schedule"} <= set(pickled)
+    for key in pickled:
+        data[key][":serialized:"] = blob
+    entries["data"] = json.dumps(data).encode()
+    bad = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        for name, content in entries.items():
+            z.writestr(name, content)
+    pickle.loads(base64.b64decode(blob))  # the control: unpickling the blob does run its code
+    assert marker.exists()
+    marker.unlink()
+    loaded = GenRLAgent.load(bad)
+    assert not marker.exists()
+    obs = {"image": clip[0]}
+    a1, _ = agent.predict(obs, deterministic=True)
+    a2, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_allclose(a1, a2, atol=1e-6)
+    assert loaded.learning_rate == agent.learning_rate and loaded.observation_space == agent.observation_space
+    loaded.learn(1)  # the learning-rate schedule is rebuilt from the config

@@ -62,6 +62,12 @@ _MFWM_ENTRY = "mfwm.pt"  # not ".pth": SB3's loader treats every .pth entry as a
 _KL_SCORES = ("neg_kl", "cosine_kl")  # scores that compare latent distributions (need the target's logits)
 
 
+def _pickled_keys(data_json: str) -> list[str]:
+    """Keys of an SB3 ``data`` entry stored as cloudpickle blobs (``{":serialized:": ...}``), never unpickled here."""
+    data = json.loads(data_json)
+    return [k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v]
+
+
 class GenRLPolicy(nn.Module):
     """Everything the agent learns or needs beside the world model: actor, critic, slow critic, the return
     normaliser's percentile EMA and the prompt's target trajectory (buffers, so that a saved agent needs no VLM).
@@ -766,12 +772,17 @@ class GenRLAgent(BaseAlgorithm):
                                           "algorithm loads with that algorithm's .load")
                 header = json.loads(archive.read(_HEADER).decode())
                 mfwm_bytes = archive.read(_MFWM_ENTRY) if _MFWM_ENTRY in names else None
+                pickled = _pickled_keys(archive.read("data").decode()) if "data" in names else []
             if header.get("format") != AGENT_FORMAT:
                 raise CheckpointError(f"{p}: unknown format {header.get('format')!r} (expected {AGENT_FORMAT!r})")
             if int(header.get("version", 0)) > AGENT_FORMAT_VERSION:
                 raise CheckpointError(f"{p}: agent format version {header['version']} is newer than this genrl-gym reads "
                                       f"({AGENT_FORMAT_VERSION}); upgrade genrl-gym")
-            data, params, _ = load_from_zip_file(p, device=device, custom_objects=custom_objects,
+            # SB3 stores some attributes as cloudpickle blobs, which run code when unpickled: none is read. The spaces
+            # and the policy class come from the world model, the episode buffers start empty, the learning rate is
+            # the recorded agent config's (pass custom_objects={"learning_rate": schedule} for a schedule).
+            safe = {key: None for key in pickled}
+            data, params, _ = load_from_zip_file(p, device=device, custom_objects={**safe, **(custom_objects or {})},
                                                  print_system_info=print_system_info)
         except CheckpointError:
             raise
@@ -797,6 +808,9 @@ class GenRLAgent(BaseAlgorithm):
             data.pop(key, None)  # ours come from the world model (and the env, if given)
         if env is not None:
             data.pop("n_envs", None)
+        data = {k: v for k, v in data.items() if not (k in pickled and v is None and k not in (custom_objects or {}))}
+        if "learning_rate" not in data:  # it was a pickled schedule: the config's constant rate
+            data["learning_rate"] = float(data.get("agent_config", {}).get("learning_rate", agent.learning_rate))
         agent.__dict__.update(data)
         agent.model_source = source or header.get("model_source")
         agent.store = store
