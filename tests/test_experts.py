@@ -70,8 +70,15 @@ def test_a_sac_expert_trains_resumes_with_its_replay_buffer_and_acts(tmp_path: P
     assert [p.name for p in stages] == ["stage-00000064.zip", "stage-00000128.zip"]
     # only the latest replay buffer is kept (a resume needs it; earlier ones are large)
     assert sorted(p.name for p in (tmp_path / "run").glob("*.replay.*")) == ["stage-00000128.replay.npz"]
+    from stable_baselines3.sac.policies import SACPolicy
+
     policy = ExpertPolicy(stages[-1])
-    assert policy.algo == "sac" and isinstance(policy.model, SAC)
+    assert policy.algo == "sac" and isinstance(policy.model, SACPolicy)
+    # the rebuilt policy acts exactly as SAC's own loader (a trusted file here) would
+    obs = np.random.default_rng(0).normal(size=(3, 24)).astype(np.float32)
+    trusted = SAC.load(str(stages[-1]), device="cpu")
+    np.testing.assert_allclose(policy.model.predict(obs, deterministic=True)[0],
+                               trusted.predict(obs, deterministic=True)[0], atol=1e-6)
     action, _ = policy.predict(np.zeros((3, 24), np.float32), deterministic=True)
     assert action.shape == (3, 6) and np.abs(action).max() <= 1.0
     # a crash after stage 1 (a run that only got to its first stage): the resumed run continues from 64 steps with
@@ -263,3 +270,42 @@ def test_trusted_pickled_statistics_convert_to_json(tmp_path: Path) -> None:
         assert got[key].count == want[key].count
     action, _ = ExpertPolicy(stage).predict(np.ones((2, 24), np.float32), deterministic=True)
     assert action.shape == (2, 6)
+
+
+def test_expert_stages_are_read_without_unpickling(tmp_path: Path) -> None:
+    """SB3 zips hold cloudpickle blobs that run code when unpickled: acting from a stage, resuming from it and warm
+    starting from it read none of them (a tampered stage still works and its blobs never run)."""
+    import base64
+    import pickle
+    import zipfile
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').close()",))
+
+    cfg = tiny_config()
+    stages = train_expert("walker", "stand", tmp_path / "stand", cfg, progress=False)
+    for stage in stages:
+        with zipfile.ZipFile(stage) as z:
+            entries = {n: z.read(n) for n in z.namelist()}
+        data = json.loads(entries["data"])
+        for value in data.values():
+            if isinstance(value, dict) and ":serialized:" in value:
+                value[":serialized:"] = base64.b64encode(pickle.dumps(Evil())).decode()
+        entries["data"] = json.dumps(data).encode()
+        with zipfile.ZipFile(stage, "w") as z:
+            for name, content in entries.items():
+                z.writestr(name, content)
+    policy = ExpertPolicy(stages[-1])
+    action, _ = policy.predict(np.zeros((2, 24), np.float32), deterministic=True)
+    assert action.shape == (2, 6)
+    for suffix in (".zip", ".vecnorm.json"):  # a run cut after its first stage resumes from the tampered one
+        stages[-1].with_suffix(suffix).unlink()
+    resumed = train_expert("walker", "stand", tmp_path / "stand", cfg, progress=False)
+    train_expert("walker", "walk", tmp_path / "walk", cfg, progress=False, init_from=stages[0])
+    assert resumed[-1].exists() and not marker.exists()
+    from stable_baselines3 import PPO
+
+    assert PPO.load(str(resumed[-1]), device="cpu").num_timesteps == 128  # the resumed run counted on from 64

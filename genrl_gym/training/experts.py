@@ -160,7 +160,9 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
         venv.obs_rms = stats["obs_rms"]
         if "ret_rms" in stats:  # stages written before the reward statistics were saved restart them
             venv.ret_rms = stats["ret_rms"]
-        model = algo.load(str(last), env=venv, device="cpu", tensorboard_log=tensorboard_log)
+        model = algo("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0, tensorboard_log=tensorboard_log,
+                     **kwargs)
+        _restore_training_state(model, last)
         if _replay_path(last).exists():  # without it a resumed SAC refills its buffer from scratch
             _load_replay(model, _replay_path(last))
         elif _replay_path(last).with_suffix(".pkl").exists():
@@ -172,7 +174,7 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
                      **kwargs)
         if init is not None:  # the source's weights and observation statistics; this task's settings, optimiser
             venv.obs_rms = _load_stats(init)["obs_rms"]
-            model.policy.load_state_dict(algo.load(str(init), device="cpu").policy.state_dict())
+            model.policy.load_state_dict(_stage_params(init)[0]["policy"])
             log.info("expert %s_%s starts from %s", domain, task, init)
     for path, fraction in zip(paths, config.stages):
         if path in done:
@@ -204,6 +206,60 @@ def _legacy_vecnorm_path(stage: Path) -> Path:
 
 def _replay_path(stage: Path) -> Path:
     return stage.with_suffix(".replay.npz")
+
+
+def _stage_data(path: Path) -> dict[str, Any]:
+    """The plain JSON fields of an SB3 zip's ``data`` entry. SB3 also stores cloudpickle blobs there (spaces, policy
+    class, schedules); they stay text: nothing a run folder holds is unpickled."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return dict(json.loads(archive.read("data").decode()))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: not a readable expert stage ({type(e).__name__}: {e}); retrain that stage "
+                              "(delete it and run the same command)") from e
+
+
+def _stage_params(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state dicts, torch variables)`` of an SB3 zip, read with ``torch.load(weights_only=True)``."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    _, params, variables = load_from_zip_file(str(path), device="cpu", load_data=False)
+    return params or {}, variables or {}
+
+
+def _stage_policy(algo: str, path: Path) -> Any:
+    """The SB3 ``MlpPolicy`` of a stage, rebuilt from its recorded sizes and weights (for acting only)."""
+    data = _stage_data(path)
+    try:
+        obs_shape = tuple(data["observation_space"]["_shape"])
+        act_shape = tuple(data["action_space"]["_shape"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: an expert stage without its space shapes; retrain that stage") from e
+    obs_space = gym.spaces.Box(-np.inf, np.inf, obs_shape, np.float32)
+    act_space = gym.spaces.Box(-1.0, 1.0, act_shape, np.float32)  # the proprio envs' normalised action box
+    policy_cls = _algo_class(algo).policy_aliases["MlpPolicy"]
+    policy = policy_cls(obs_space, act_space, lambda _: 0.0, **dict(data.get("policy_kwargs") or {}))
+    policy.load_state_dict(_stage_params(path)[0]["policy"])
+    policy.set_training_mode(False)
+    return policy
+
+
+def _restore_training_state(model: Any, path: Path) -> None:
+    """Load a stage's weights, optimiser states, torch variables (SAC's entropy temperature) and step counters into
+    a freshly built ``model`` of the same algorithm and settings, without unpickling anything."""
+    from stable_baselines3.common.save_util import recursive_setattr
+
+    params, variables = _stage_params(path)
+    model.set_parameters(params, exact_match=True, device="cpu")
+    for name, value in variables.items():
+        if value is not None:
+            recursive_setattr(model, f"{name}.data", value.data)
+    data = _stage_data(path)
+    model.num_timesteps = int(data.get("num_timesteps", 0))
+    model._n_updates = int(data.get("_n_updates", 0))
+    model._episode_num = int(data.get("_episode_num", 0))
 
 
 def is_expert_stage(path: str | Path) -> bool:
@@ -334,7 +390,7 @@ class ExpertPolicy:
         self.path = Path(path)
         stats = _load_stats(self.path)
         self.algo: str = stats.get("algo", "ppo")  # stages written before SAC experts existed are PPO
-        self.model = _algo_class(self.algo).load(str(self.path), device="cpu")
+        self.model = _stage_policy(self.algo, self.path)
         self._rms, self._clip, self._eps = stats["obs_rms"], stats["clip_obs"], stats["epsilon"]
         self.observation_space = self.model.observation_space
         self.action_space = self.model.action_space
