@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="what --seconds counts: wall time, or each job's own CPU time (fair on a loaded machine)")
     p.add_argument("--summary", default="behaviour_summary",
                    help="summary file under benchmarks/results whose rows for these tasks are replaced ('' = none)")
+    p.add_argument("--run-dir", default=None, help="per-job results, the resume point (default runs/<name>)")
     p.add_argument("--results-dir", default=None, help="where results go (default benchmarks/results)")
     p.add_argument("--align", choices=["sequence", "phase", "none"], default=None,
                    help="the reward's alignment (genrl_gym.reward.trajectory_match; default: the model's)")
@@ -101,18 +102,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from benchmarks._machine import write_results
     from genrl_gym.envs import get_task
+    from genrl_gym.utils import atomic_write
 
     eval_seeds = list(range(args.eval_seeds))
     model = args.model or args.domain
     overrides = json.loads(args.overrides) if args.overrides else None
     jobs = [(t, s) for t in args.tasks for s in args.seeds]
+    run_dir = Path(args.run_dir or f"runs/{args.name or f'behaviour_{args.domain}'}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done = {(t, s): json.loads((run_dir / f"{t}_seed{s}.json").read_text()) for t, s in jobs
+            if (run_dir / f"{t}_seed{s}.json").exists()}  # finished jobs of an interrupted run are not redone
     # spawn, not fork: a forked child of a process that holds torch/OpenMP or EGL threads can deadlock on their locks
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
                                        None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif", args.preset,
-                                       eval_seeds, args.video_dir, args.align, overrides, args.clock) for t, s in jobs}
+                                       eval_seeds, args.video_dir, args.align, overrides, args.clock)
+                   for t, s in jobs if (t, s) not in done}
         rand = {t: pool.submit(random_returns, args.domain, t, eval_seeds) for t in args.tasks}
-        runs = {k: f.result() for k, f in futures.items()}
+        runs = dict(done)
+        for k, f in futures.items():
+            runs[k] = f.result()
+            with atomic_write(run_dir / f"{k[0]}_seed{k[1]}.json", "w") as fh:
+                json.dump(runs[k], fh)
         randoms = {t: f.result() for t, f in rand.items()}
 
     results: dict[str, Any] = {"domain": args.domain, "model": model, "preset": args.preset, "seconds": args.seconds,

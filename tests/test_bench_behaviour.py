@@ -23,7 +23,8 @@ def test_behaviour_benchmark_writes_summary_rows(tmp_path: Path) -> None:
                                                   {"domain": "walker", "task": "stand", "returns": [-1.0]}]))
     argv = ["--domain", "walker", "--tasks", "stand", "walk", "--seeds", "0", "--eval-seeds", "1", "--seconds", "2",
             "--clock", "cpu", "--model", str(model), "--prompt-dir", str(tmp_path / "clips"), "--preset", "tiny",
-            "--results-dir", str(res), "--summary", "summary", "--name", "beh", "--workers", "1"]
+            "--results-dir", str(res), "--summary", "summary", "--name", "beh", "--workers", "1",
+            "--run-dir", str(tmp_path / "run")]
     results = bench_behaviour.main(argv)
     run = results["tasks"]["stand"]["runs"][0]
     assert run["updates"] > 0 and run["train_cpu_seconds"] >= 2.0
@@ -36,3 +37,7 @@ def test_behaviour_benchmark_writes_summary_rows(tmp_path: Path) -> None:
     assert stand["normalised_mean"] == pytest.approx((run["mean"] - 150) / (970 - 150))
     assert rows[0] == {"domain": "cheetah", "task": "run", "returns": [1.0]}  # other domains' rows are kept
     assert "real GenRL reward/step" in (res / "beh.md").read_text()
+    # every finished job is on disk: a rerun (e.g. after a crash) trains nothing and reports the same runs
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["stand_seed0.json", "walk_seed0.json"]
+    again = bench_behaviour.main(argv)
+    assert again["tasks"]["stand"]["runs"] == results["tasks"]["stand"]["runs"]
