@@ -81,6 +81,11 @@ class ActorCriticConfig:
     clip_actions: bool = False
     preset: str = "custom"
 
+    @property
+    def episode_starts(self) -> int:
+        """Start states per update that continue imagined episodes (``episode_fraction`` of ``batch_size``)."""
+        return int(round(self.batch_size * self.episode_fraction))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (tuples become lists)."""
         d = asdict(self)

@@ -264,7 +264,7 @@ class GenRLAgent(BaseAlgorithm):
             if start == "offline" and store is None:
                 raise ValueError("start='offline' samples start states from a dataset: pass store=EpisodeStore(...) "
                                  "(or use start='data_free', which needs none)")
-            n_reference = cfg.batch_size - int(round(cfg.batch_size * cfg.episode_fraction))
+            n_reference = cfg.batch_size - cfg.episode_starts
             if start == "data_free" and n_reference % 2:
                 raise ValueError(f"batch_size={cfg.batch_size} with episode_fraction={cfg.episode_fraction} leaves "
                                  f"{n_reference} reference starts, which must be even (half warm up with random "
@@ -379,7 +379,7 @@ class GenRLAgent(BaseAlgorithm):
         """Data-free start states ``State [batch_size]`` (no gradient): the imagined-episode part first (``episode_fraction``
         of the batch, see :meth:`_episode_starts`), then the reference's mixed states (:meth:`_reference_starts`)."""
         cfg = self.config
-        n_episode = int(round(cfg.batch_size * cfg.episode_fraction))
+        n_episode = cfg.episode_starts
         parts = []
         if n_episode:
             parts.append(self._episode_starts(n_episode))
@@ -496,7 +496,7 @@ class GenRLAgent(BaseAlgorithm):
         cfg, pol = self.config, self.policy
         start = self.start_states()
         states, _, entropy = self.imagine(start)
-        n_episode = int(round(cfg.batch_size * cfg.episode_fraction)) if self.start == "data_free" else 0
+        n_episode = cfg.episode_starts if self.start == "data_free" else 0
         if n_episode:  # imagined episodes carry on from their last imagined state next update
             self._episodes = states.index((-1, slice(0, n_episode))).detach()
         rewards = self.rewards(states)  # [H+1, N]
