@@ -24,7 +24,7 @@ import numpy as np
 def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model: str, prompt: str | None,
                        preset: str, eval_seeds: list[int], video_dir: str | None,
                        align: str | None = None, overrides: dict[str, Any] | None = None,
-                       clock: str = "wall") -> dict[str, Any]:
+                       clock: str = "wall", save_path: str | None = None) -> dict[str, Any]:
     """One job: train GenRLAgent for ``seconds`` (of wall time, or of this process's CPU time with ``clock="cpu"``)
     from the task's clip, then evaluate it on the true reward and on the GenRL reward it earns in the real env."""
     import torch
@@ -54,6 +54,8 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
     t0, c0 = time.time(), time.process_time()
     agent.learn(10**9, callback=Budget())
     train_s, train_cpu = time.time() - t0, time.process_time() - c0
+    if save_path is not None:  # the trained agent, for diagnostics such as benchmarks.diag_exploitation
+        agent.save(save_path, model_storage="embed_fp16")
     video = None if video_dir is None else f"{video_dir}/{domain}_{task}_seed{seed}.gif"
     ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, video_path=video, reward_prompt=clip)
     tail = imagined[-max(1, len(imagined) // 10):]  # the policy at the end of training

@@ -16,7 +16,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,49 +25,16 @@ import numpy as np
 
 def run_job(domain: str, task: str, seed: int, variant: str, overrides: dict[str, Any], cpu_seconds: float,
             model: str, preset: str, eval_seeds: list[int], out: str) -> dict[str, Any]:
-    """Train one agent for ``cpu_seconds`` of process CPU time, evaluate it, write and return its row."""
-    import torch
-
-    import genrl_gym  # noqa: F401
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    from genrl_gym.agents import GenRLAgent, evaluate_task_return
-    from genrl_gym.model_store import resolve_model
-    from genrl_gym.prompts import example
+    """Train and evaluate one agent (:func:`benchmarks.bench_behaviour.train_and_evaluate` on the CPU clock), save it
+    beside its row, write and return the row."""
+    from benchmarks.bench_behaviour import train_and_evaluate
     from genrl_gym.utils import atomic_write
 
-    torch.set_num_threads(1)
-    mfwm = resolve_model(model, domain=domain)
-    clip = str(example(domain, task))
-    curve: list[tuple[int, float, float]] = []  # (update, cpu seconds, imagined reward per step)
-
-    class Budget(BaseCallback):
-        def _on_training_start(self) -> None:
-            self.c0 = time.process_time()
-
-        def _on_step(self) -> bool:
-            used = time.process_time() - self.c0
-            info = self.locals.get("metrics") or {}
-            if "reward_mean" in info:
-                curve.append((self.num_timesteps, used, float(info["reward_mean"])))
-            return used < cpu_seconds
-
-    opts = dict(overrides)
-    start = opts.pop("start", "data_free")
-    agent = GenRLAgent(mfwm, clip, preset=preset, start=start, seed=seed, overrides=opts)
-    w0 = time.time()
-    agent.learn(10**9, callback=Budget())
-    wall = time.time() - w0
-    agent.save(Path(out) / f"{variant}_{task}_seed{seed}.zip", model_storage="embed_fp16")
-    ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, reward_prompt=clip)
-    tail = [r for _, _, r in curve[-max(1, len(curve) // 10):]]
-    row = {"domain": domain, "task": task, "seed": seed, "variant": variant, "overrides": overrides,
-           "updates": agent.num_timesteps, "cpu_seconds": cpu_seconds, "wall_seconds": wall,
-           "imagined_reward_per_step": float(np.mean(tail)) if tail else None,
-           "real_genrl_reward_per_step": float(np.mean(ev["genrl_reward_per_step"])),
-           "returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"],
-           "curve": curve[:: max(1, len(curve) // 50)]}
-    with atomic_write(Path(out) / f"{variant}_{task}_seed{seed}.json", "w") as f:
+    stem = Path(out) / f"{variant}_{task}_seed{seed}"
+    run = train_and_evaluate(domain, task, seed, cpu_seconds, model, None, preset, eval_seeds, None,
+                             overrides=overrides, clock="cpu", save_path=f"{stem}.zip")
+    row = {"domain": domain, "variant": variant, "overrides": overrides, "cpu_seconds": cpu_seconds, **run}
+    with atomic_write(f"{stem}.json", "w") as f:
         json.dump(row, f, indent=1)
     return row
 
@@ -80,8 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--eval-seeds", type=int, default=3)
     p.add_argument("--cpu-seconds", type=float, default=300.0, help="process CPU-time training budget per job")
-    p.add_argument("--variants", nargs="+", default=["base={}"], help="NAME=JSON overrides of ActorCriticConfig "
-                   '(plus "start": "data_free" | "offline")')
+    p.add_argument("--variants", nargs="+", default=["base={}"], help="NAME=JSON overrides of ActorCriticConfig")
     p.add_argument("--model", default=None)
     p.add_argument("--preset", default="small")
     p.add_argument("--workers", type=int, default=2)
@@ -137,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
 
         cmd = ("python -m benchmarks.sweep_behaviour --domain " + args.domain + " --tasks " + " ".join(args.tasks)
                + " --seeds " + " ".join(map(str, args.seeds)) + f" --cpu-seconds {args.cpu_seconds:.0f} --variants "
-               + " ".join(f"{k}='{json.dumps(v)}'" for k, v in variants.items()) + (f" --model {args.model}" if args.model else ""))
+               + " ".join(f"{k}='{json.dumps(v)}'" for k, v in variants.items())
+               + (f" --model {args.model}" if args.model else ""))
         write_results(args.name, {"model": model, "preset": args.preset, "cpu_seconds": args.cpu_seconds,
                                   "eval_seeds": eval_seeds, "rows": summary},
                       table, f"Data-free GenRLAgent from the shipped clip, {args.cpu_seconds:.0f} CPU seconds per job "
