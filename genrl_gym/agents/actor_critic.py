@@ -353,6 +353,6 @@ def hard_update(target: nn.Module, source: nn.Module) -> None:
     """Copy every parameter and buffer of ``source`` into ``target`` (same architecture)."""
     for t, s in zip(target.parameters(), source.parameters()):
         t.copy_(s)
-    for t, s in zip(target.buffers(), source.buffers()):
-        t.copy_(s)
+    for tb, sb in zip(target.buffers(), source.buffers()):
+        tb.copy_(sb)
 

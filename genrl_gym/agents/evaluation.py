@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 __all__ = ["evaluate_task_return"]
@@ -71,7 +72,7 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
     world_model = getattr(agent_or_policy, "world_model", None)
     kwargs = {**render_env_kwargs(getattr(world_model, "render_settings", None)), **(env_kwargs or {})}
     act = _act_fn(agent_or_policy, deterministic)
-    env = make_pixel_env(domain, task, episode_frames=episode_frames, **kwargs)
+    env: gym.Env[Any, Any] = make_pixel_env(domain, task, episode_frames=episode_frames, **kwargs)
     if reward_prompt is not None:
         from genrl_gym.wrappers import GenRLReward
 

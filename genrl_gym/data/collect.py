@@ -254,7 +254,7 @@ class _EpisodeBuffer:
     def __init__(self, index: int, seed: int, obs: dict[str, np.ndarray], action_shape: tuple[int, ...]) -> None:
         self.index = index
         self.seed = seed
-        self.rows: dict[str, list[np.ndarray]] = {k: [np.asarray(v)] for k, v in obs.items()}
+        self.rows: dict[str, list[Any]] = {k: [np.asarray(v)] for k, v in obs.items()}
         zero = np.zeros(action_shape, np.float32)
         self.rows.update(action=[zero], reward=[np.float32(0)], task_reward=[np.float32(0)],
                          is_first=[np.True_], is_last=[np.False_], is_terminal=[np.False_])
@@ -292,7 +292,7 @@ def _preload_forkserver() -> None:
 
 def _render_settings(venv: gym.vector.VectorEnv) -> dict[str, Any] | None:
     try:
-        settings = venv.get_attr("render_settings")[0]
+        settings = venv.get_attr("render_settings")[0]  # type: ignore[attr-defined]  # Sync/AsyncVectorEnv have it
     except AttributeError:
         return None
     return dict(settings) if settings is not None else None
@@ -421,9 +421,9 @@ def _collect_locked(env_fn: Callable[[], gym.Env], store: EpisodeStore, policy: 
             pbar = tqdm(total=num_episodes, initial=existing, unit="ep", desc=f"collect {label} [{tag}]")
 
         started = 0
-        seeds = [episode_seed(seed, indices[i]) for i in range(min(num_envs, remaining))]
+        seeds: list[int | None] = [episode_seed(seed, indices[i]) for i in range(min(num_envs, remaining))]
         seeds += [None] * (num_envs - len(seeds))
-        obs, _ = venv.reset(seed=seeds)
+        obs, _ = venv.reset(seed=seeds)  # type: ignore[arg-type]  # a list of seeds, one per sub-env
         buffers: list[_EpisodeBuffer | None] = [None] * num_envs
         for i, s in enumerate(seeds):
             if s is not None:
@@ -475,16 +475,17 @@ def _collect_locked(env_fn: Callable[[], gym.Env], store: EpisodeStore, policy: 
                 # for a new episode (tail of the run) get an unseeded reset and their rows are discarded.
                 reset_seeds: list[int | None] = [None] * num_envs
                 new_index: dict[int, int] = {}
-                for i in np.flatnonzero(done):
+                for i in map(int, np.flatnonzero(done)):
                     if started < remaining:
-                        new_index[int(i)] = indices[started]
+                        new_index[i] = indices[started]
                         reset_seeds[i] = episode_seed(seed, indices[started])
                         started += 1
-                reset_obs, _ = venv.reset(seed=reset_seeds, options={"reset_mask": done.copy()})
+                reset_obs, _ = venv.reset(seed=reset_seeds,  # type: ignore[arg-type]  # one seed per sub-env
+                                           options={"reset_mask": done.copy()})
                 for k in obs:
                     obs[k][done] = reset_obs[k][done]
                 for i, index in new_index.items():
-                    buffers[i] = _EpisodeBuffer(index, int(reset_seeds[i]), {k: v[i] for k, v in obs.items()},
+                    buffers[i] = _EpisodeBuffer(index, episode_seed(seed, index), {k: v[i] for k, v in obs.items()},
                                                 act_space.shape)
                 episode_start = done.copy()
     finally:

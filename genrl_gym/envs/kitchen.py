@@ -29,7 +29,7 @@ on Mesa EGL).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -109,7 +109,7 @@ def _patch_joint_helpers() -> None:
 class KitchenEnv(gym.Env):
     """One GenRL kitchen task with pixel observations, action repeat 2, 140-step limit and sparse success reward."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 6}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 6}
 
     def __init__(
         self,

@@ -102,7 +102,7 @@ class PixelEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         if self.proprio:
             dim = sum(int(np.prod(s.shape)) for s in self._dm_env.observation_spec().values())
             obs_spaces["proprio"] = spaces.Box(-np.inf, np.inf, (dim,), dtype=np.float32)
-        self.observation_space = spaces.Dict(obs_spaces)
+        self.observation_space = spaces.Dict(obs_spaces)  # type: ignore[assignment]  # a Dict space of arrays
         self.metadata = {**self.metadata, "render_fps": 1.0 / (self._dm_env.control_timestep() * self.action_repeat)}
 
         if seed is not None:

@@ -171,7 +171,7 @@ def _apply(cfg: MFWMConfig, d: dict[str, Any], what: str) -> MFWMConfig:
         if key in _SECTIONS:
             section = getattr(cfg, key)
             if isinstance(value, _SECTIONS[key]):
-                value = dataclasses.asdict(value)
+                value = dataclasses.asdict(value)  # type: ignore[call-overload]  # a section dataclass instance
             valid = {f.name for f in dataclasses.fields(section)}
             for sub, v in value.items():
                 if sub not in valid:

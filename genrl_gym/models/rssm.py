@@ -10,7 +10,7 @@ posteriors in one batched call and loops over time only for the GRU.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ class State(NamedTuple):
         """Apply ``fn`` to every field (``fn`` must act on leading dims only, e.g. indexing, ``.to``, ``.detach``)."""
         return State(*(fn(x) for x in self))
 
-    def index(self, idx: int | slice | Tensor | tuple) -> State:
+    def index(self, idx: int | slice | Tensor | tuple) -> State:  # type: ignore[override]  # not tuple.index
         """Index the leading dims of every field, e.g. ``state.index((slice(None), -1))`` = last time step of [B, T]."""
         return self.map(lambda x: x[idx])
 
@@ -50,7 +50,7 @@ class State(NamedTuple):
         """Detached copy (no gradient to whatever produced it)."""
         return self.map(Tensor.detach)
 
-    def to(self, *args: object, **kwargs: object) -> State:
+    def to(self, *args: Any, **kwargs: Any) -> State:
         """``Tensor.to`` on every field."""
         return self.map(lambda x: x.to(*args, **kwargs))
 

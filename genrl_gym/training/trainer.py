@@ -100,7 +100,7 @@ def _optimise(opt: torch.optim.Optimizer, params: list[nn.Parameter], loss: Tens
     if torch.isfinite(norm):
         if wd:
             with torch.no_grad():
-                torch._foreach_mul_(params, 1.0 - wd)
+                torch._foreach_mul_(list[Tensor](params), 1.0 - wd)
         opt.step()
     return norm.detach()
 
@@ -223,6 +223,7 @@ class Trainer:
                 with torch.no_grad():
                     _, post, metrics = self.wm_obj(b, self.gen)
         if self.train_wm:
+            assert self.wm_opt is not None  # built in __init__ whenever train_wm
             tc = self.cfg.train
             metrics["wm_grad_norm"] = _optimise(self.wm_opt, self.wm_params, loss, tc.clip, tc.weight_decay)
         if self.train_conn:
@@ -230,6 +231,7 @@ class Trainer:
                 closs, cmetrics = self.conn_obj(b["embedding"], post.detach(), self.gen)
             metrics.update(cmetrics)
             tc = self.cfg.train
+            assert self.conn_opt is not None  # built in __init__ whenever train_conn
             metrics["connector_grad_norm"] = _optimise(self.conn_opt, self.conn_params, closs, tc.clip, tc.weight_decay)
         self.step += 1
         return metrics
@@ -360,7 +362,7 @@ class Trainer:
     def state_dict(self, generator_states: list[Tensor] | None = None) -> dict[str, Any]:
         """Everything needed to resume: model payload, optimiser states, step, RNG states (with every rank's sampling
         generator, ``generator_states``, default this process's), fixed video embedding."""
-        np_state = np.random.get_state()
+        np_state: Any = np.random.get_state()  # the legacy tuple (name, keys, pos, has_gauss, cached)
         return {
             "format": TRAIN_FORMAT, "version": 1, "step": self.step, "stages": self.stages, "seed": self.seed,
             "model": self.model.to_payload(),

@@ -132,4 +132,5 @@ def as_video_batch(frames: np.ndarray | torch.Tensor, *, name: str = "frames") -
         raise VLMError(f"{name} must be a numpy array or torch tensor of shape [N, T, H, W, 3], got {type(frames).__name__}")
     if frames.ndim != 5 or frames.shape[-1] != 3 or min(frames.shape) == 0:
         raise VLMError(f"{name} must have shape [N, T, H, W, 3] (N windows of T RGB frames), got {tuple(frames.shape)}")
+    assert isinstance(frames, torch.Tensor)  # numpy batches were converted above or refused
     return frames

@@ -68,7 +68,7 @@ def _hub_offline(enabled: bool = True) -> Iterator[None]:
         return
     old_env = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    constants = None
+    constants: Any = None
     try:
         from huggingface_hub import constants
     except ImportError:  # pragma: no cover
@@ -268,7 +268,7 @@ class OpenCLIPVLM:
         if precision not in ("auto", "fp32", "bf16", "fp16"):
             raise VLMError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {precision!r}")
         model.eval()
-        self.model = model
+        self.model: Any = model  # an open_clip CLIP (encode_text / encode_image)
         self._tokenizer = tokenizer
         self.arch = arch
         pp = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
@@ -284,7 +284,7 @@ class OpenCLIPVLM:
             dim = int(cfg["embed_dim"])
         else:  # a model built outside open_clip's registry: ask it (one tiny text forward)
             with torch.inference_mode():
-                dim = int(model.encode_text(tokenizer(["a"]).to(self.device)).shape[-1])
+                dim = int(self.model.encode_text(tokenizer(["a"]).to(self.device)).shape[-1])  # type: ignore[operator]
         self.identity = VLMIdentity(BACKEND, arch, weights_id, dim)
         self._autocast = self._pick_autocast(precision)
 
