@@ -85,7 +85,7 @@ def _load_sb3_like(path: str) -> Any:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from genrl_gym.data import EpisodeStore
-    from genrl_gym.data.embed import embed_store
+    from genrl_gym.vlm.embed import embed_store
     from genrl_gym.vlm import load_vlm
 
     store = EpisodeStore(args.data, create=False)

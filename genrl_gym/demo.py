@@ -75,7 +75,7 @@ def build_tiny_model(cfg: DemoConfig, out: Path, *, episodes: int = 8, episode_f
                      steps: int = 300) -> Any:
     """Random episodes -> video-only embeddings -> tiny MFWM (resumable; minutes on 2 CPU cores)."""
     from genrl_gym.data import EpisodeStore, collect
-    from genrl_gym.data.embed import embed_store
+    from genrl_gym.vlm.embed import embed_store
     from genrl_gym.training.trainer import train_mfwm
 
     store = EpisodeStore(out / "data")

@@ -1,4 +1,4 @@
-"""genrl_gym.data.embed: windowing convention, embedding pass over an EpisodeStore (resumable, atomic, identity)."""
+"""genrl_gym.vlm.embed: windowing convention, embedding pass over an EpisodeStore (resumable, atomic, identity)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genrl_gym.data import EpisodeStore
-from genrl_gym.data.embed import embed_frames, embed_store, embedding_rule, windows
+from genrl_gym.vlm.embed import embed_frames, embed_store, embedding_rule, windows
 from genrl_gym.utils import VLMError
 from genrl_gym.vlm import VLMIdentity, load_vlm
 from genrl_gym.vlm.video_only import VideoOnlyVLM

@@ -97,7 +97,7 @@ def test_collect_killed_inside_a_write_resumes_without_loss_or_duplicates(tmp_pa
 def _tiny_embedded_store(root: Path) -> EpisodeStore:
     from test_episode_store import make_episode
 
-    from genrl_gym.data.embed import embed_store
+    from genrl_gym.vlm.embed import embed_store
 
     store = EpisodeStore(root)
     for i in range(2):

@@ -84,7 +84,7 @@ def test_text_prompt_target(clip_vlm) -> None:  # noqa: ANN001
     assert not target_from_prompt(model, "walk fast clean", vlm=clip_vlm, align=False).aligned
     clear_cache(model)
     assert target_from_prompt(model, "walk fast clean", vlm=clip_vlm) is not t
-    assert model.target_from_prompt("walk fast clean", vlm=clip_vlm).stoch.shape == (17, 16)
+    assert target_from_prompt(model, "walk fast clean", vlm=clip_vlm).stoch.shape == (17, 16)
 
 
 def test_text_prompt_errors(clip_vlm, video_vlm) -> None:  # noqa: ANN001

@@ -15,7 +15,7 @@ import torch
 from genrl_gym import model_store, prompts
 from genrl_gym.cli import main as cli_main
 from genrl_gym.data import EpisodeStore, collect
-from genrl_gym.data.embed import embed_store
+from genrl_gym.vlm.embed import embed_store
 from genrl_gym.models import MFWM
 from genrl_gym.training.export import export_model, file_sha256
 from genrl_gym.training.pipeline import PipelineConfig, write_prompt_clips

@@ -14,7 +14,7 @@ import pytest
 
 from genrl_gym.cli import main
 from genrl_gym.data import EpisodeStore, collect
-from genrl_gym.data.embed import embed_store
+from genrl_gym.vlm.embed import embed_store
 from genrl_gym.data.episodes import StoreLockedError
 from test_collect import TinyPixelEnv
 from test_episode_store import make_episode

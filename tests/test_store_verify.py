@@ -9,7 +9,7 @@ import pytest
 
 from genrl_gym.cli import main
 from genrl_gym.data import EpisodeStore, SequenceSampler
-from genrl_gym.data.embed import embed_store
+from genrl_gym.vlm.embed import embed_store
 from genrl_gym.utils import CheckpointError, DatasetError
 from test_episode_store import make_episode
 

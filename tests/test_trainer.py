@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from genrl_gym.data import EpisodeStore, SequenceSampler, collect
-from genrl_gym.data.embed import embed_store
+from genrl_gym.vlm.embed import embed_store
 from genrl_gym.models import MFWM, preset
 from genrl_gym.training import Trainer, train_mfwm
 from genrl_gym.prompts import read_video, write_video

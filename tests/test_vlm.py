@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrl_gym.data.embed import windows
+from genrl_gym.vlm.embed import windows
 from genrl_gym.utils import VLMError
 from genrl_gym.vlm import VLM, VLMIdentity, backends, load_vlm, register_backend
 from genrl_gym.vlm.video_only import TEXT_REFUSAL, VideoOnlyVLM

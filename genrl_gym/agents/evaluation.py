@@ -62,7 +62,7 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
         step of each episode, with ``reward_prompt``)}``. Normalised scores are given only for ``episode_frames == 1000``
         (the table's constants are 1000-frame returns) and tasks that have constants.
     """
-    import genrl_gym  # noqa: F401  (render guard before dm_control renders)
+    from genrl_gym import _compat  # noqa: F401  (render guard before dm_control renders)
     from genrl_gym.envs import get_task, make_pixel_env, render_env_kwargs
 
     spec = get_task(domain, task)

@@ -6,7 +6,7 @@ Layout of a store directory::
       store.json                    metadata (domain, render settings, shapes, counts, per-episode info), atomic
       ep-000000-L501.npz            one episode per file (index, length = rows), written atomically
       ep-000001-L501.npz
-      embeddings/ep-000000-L501.npy float32 [L, D] VLM embeddings (written by ``genrl_gym.data.embed``)
+      embeddings/ep-000000-L501.npy float32 [L, D] VLM embeddings (written by ``genrl_gym.vlm.embed``)
       quarantine/                   damaged episodes (and embeddings/) moved aside by ``genrl store verify --quarantine``
       .lock                         short advisory lock around store.json updates
       .episodes.lock                writer lock of the process adding episodes (holds its pid and command line)
@@ -592,7 +592,7 @@ class EpisodeStore:
     def save_embedding(self, path: str | os.PathLike[str], embedding: np.ndarray) -> Path:
         """Atomically write the VLM embeddings ``float32 [L, D]`` of an episode; return the ``.npy`` path.
 
-        The VLM identity is recorded separately (``update_metadata(vlm=...)``, done by ``genrl_gym.data.embed``).
+        The VLM identity is recorded separately (``update_metadata(vlm=...)``, done by ``genrl_gym.vlm.embed``).
         """
         episode_path = self._resolve(path)
         if not episode_path.is_file():
@@ -660,7 +660,7 @@ class EpisodeStore:
         epath = self.embedding_path(path)
         if not epath.is_file():
             raise DatasetError(f"{path}: no embeddings ({epath} missing); run `genrl embed` on this store "
-                               f"(genrl_gym.data.embed.embed_store) before training with embeddings.")
+                               f"(genrl_gym.vlm.embed.embed_store) before training with embeddings.")
         try:
             emb = np.load(epath, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:

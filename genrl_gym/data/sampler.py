@@ -87,7 +87,7 @@ class SequenceSampler(Iterator[dict[str, np.ndarray]]):
             if missing:
                 raise DatasetError(f"{self.store.root}: {len(missing)} of {len(all_paths)} episodes have no embeddings "
                                    f"(first: {missing[0].name}); run `genrl embed` on this store "
-                                   f"(genrl_gym.data.embed.embed_store) first.")
+                                   f"(genrl_gym.vlm.embed.embed_store) first.")
         self._refresh(all_paths)
         if not self._paths:
             longest = max(self.store.episode_length(p) for p in all_paths)

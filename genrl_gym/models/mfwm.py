@@ -205,12 +205,6 @@ class MFWM(nn.Module):
             raise ValueError(f"embeddings must be [B, T, {self.config.embed_dim}], got {tuple(e.shape)}")
         return self.connector.rollout(self.aligner(e) if align else e, sample, generator)
 
-    def target_from_prompt(self, prompt: Any, vlm: Any = None, horizon: int = 16, **kwargs: Any) -> Any:
-        """Shortcut for :func:`genrl_gym.prompts.target_from_prompt` (``TargetTrajectory``)."""
-        from genrl_gym.prompts import target_from_prompt
-
-        return target_from_prompt(self, prompt, vlm=vlm, horizon=horizon, **kwargs)
-
     # ------------------------------------------------------------------------------------------------ save / load
     def weights_sha256(self) -> str:
         """SHA-256 of the fp32 weights (keys and raw bytes of the state dict, in key order): the ``sha256`` that

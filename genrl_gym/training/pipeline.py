@@ -6,7 +6,7 @@ Stages, each resumable (a finished stage is skipped, an interrupted one continue
                 (:mod:`genrl_gym.training.experts`);
 2. ``collect``  pixel episodes into ``<out>/data``: every expert stage with action noise, plus random episodes;
                 held-out episodes per task (final stage, other seeds) into ``<out>/heldout``;
-3. ``embed``    VLM embedding of every 8-frame window of both stores (:func:`genrl_gym.data.embed.embed_store`);
+3. ``embed``    VLM embedding of every 8-frame window of both stores (:func:`genrl_gym.vlm.embed.embed_store`);
 4. ``train``    world model + connector + aligner (:func:`genrl_gym.training.train_mfwm`) -> ``<out>/mfwm/mfwm.pt``;
 5. ``clips``    per task, the 32-frame held-out window with the highest true reward (with
                 ``clip_reward_tolerance``: the stillest of the near-best windows) -> ``<out>/clips/<task>.gif``.
@@ -96,7 +96,7 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
                  progress: bool = True) -> Path:
     """Run (or resume) the pipeline into ``out_dir`` up to and including stage ``until``; return ``out_dir``."""
     from genrl_gym.data import EpisodeStore, HandoverPolicy, RandomPolicy, SB3Policy, collect
-    from genrl_gym.data.embed import embed_store
+    from genrl_gym.vlm.embed import embed_store
     from genrl_gym.envs import get_task
     from genrl_gym.training.trainer import train_mfwm
     from genrl_gym.vlm import load_vlm

@@ -207,7 +207,7 @@ class Trainer:
         missing = {"image", "action", "is_first"} - set(out) | ({"embedding"} - set(out) if self.train_conn else set())
         if missing:
             raise KeyError(f"batch lacks {sorted(missing)} (have {sorted(batch)}); the connector needs store embeddings: "
-                           "run `genrl embed` (genrl_gym.data.embed.embed_store) first, or train with stages='wm'")
+                           "run `genrl embed` (genrl_gym.vlm.embed.embed_store) first, or train with stages='wm'")
         return out
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
@@ -493,7 +493,7 @@ def train_mfwm(store: Any, config: MFWMConfig | str | dict[str, Any] = "small", 
     if embed_dim is not None:
         cfg.embed_dim = embed_dim
     elif stages != "wm":
-        raise ValueError(f"{store}: the store has no embeddings; run genrl_gym.data.embed.embed_store first, "
+        raise ValueError(f"{store}: the store has no embeddings; run genrl_gym.vlm.embed.embed_store first, "
                          "or train with stages='wm'")
     init_name = f"init={os.fspath(init)}" if isinstance(init, (str, os.PathLike)) else "the init= model"
     if isinstance(init, (str, os.PathLike)):

@@ -117,7 +117,7 @@ class VLM(Protocol):
 def as_video_batch(frames: np.ndarray | torch.Tensor, *, name: str = "frames") -> torch.Tensor:
     """Validate a batch of windows and return it as a uint8 torch tensor ``[N, T, H, W, 3]`` (no copy if possible).
 
-    Accepts numpy arrays (including non-contiguous views, e.g. from :func:`genrl_gym.data.embed.windows`) and tensors.
+    Accepts numpy arrays (including non-contiguous views, e.g. from :func:`genrl_gym.vlm.embed.windows`) and tensors.
     Raises :class:`VLMError` naming the problem for a wrong rank, channel count, dtype or an empty batch.
     """
     if isinstance(frames, np.ndarray):
