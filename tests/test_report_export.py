@@ -231,6 +231,7 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
     import shlex
     from dataclasses import asdict
 
+    from genrl_gym._argparse_dataclass import dataclass_from_args
     from genrl_gym.cli import build_parser
     from genrl_gym.training.export import _reproduce_command
     from genrl_gym.training.experts import ExpertConfig
@@ -242,8 +243,9 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
                          heldout_episodes=10, clip_reward_tolerance=0.05, handover_episodes=4, handover_steps=30)
     command = _reproduce_command(json.loads(json.dumps(asdict(cfg))), "walker")
     args = build_parser().parse_args(shlex.split(command)[1:])
-    assert (args.domain, args.preset, args.steps, args.expert_steps) == ("walker", "cpu", 12000, 400000)
+    assert (args.domain, args.preset, args.mfwm_steps, vars(args)["expert.total_steps"]) == ("walker", "cpu", 12000, 400000)
     assert dict(args.warm_start) == {"walk": "stand"} and args.random_episodes == 24
     assert dict(args.expert_algo) == {"run": "sac"} and dict(args.expert_task_steps) == {"run": 1_000_000}
     assert args.heldout_episodes == 10 and args.clip_reward_tolerance == 0.05
     assert (args.handover_episodes, args.handover_steps) == (4, 30)
+    assert dataclass_from_args(PipelineConfig, args) == cfg  # every field, as the pipeline command builds it
