@@ -612,7 +612,7 @@ def cmd_export(args: ExportArgs) -> int:
     from genrl_gym.training.export import export_model
 
     path = export_model(args.run, args.domain, args.dest, half=not args.fp32, max_mb=args.max_mb,
-                        reward_align=args.align)
+                        align=args.align)
     info = json.loads((path.parent / "model.json").read_text())
     print(f"exported {args.run} -> {path} ({info['size_bytes'] / 1e6:.1f} MB, {info['weights_dtype']}, "
           f"{len(info['prompts'])} prompt clips in {path.parent / 'prompts'})")
