@@ -8,8 +8,8 @@ something writes into one run folder (``--out``): its resolved configuration (``
 the same arguments to resume; that also holds after a ``kill -9`` (``benchmarks/bench_faults.py`` checks it).
 
 Each subcommand's flags are the fields of its configuration dataclass (``PipelineConfig``, ``DemoConfig``, and the
-``*Args`` classes below), with the fields' docstrings as help. Benchmarks live in the repository, not in the installed
-command: ``python -m benchmarks`` (or ``make bench``).
+``*Args`` classes of ``genrl_gym.cli``), with the fields' docstrings as help. Benchmarks live in the repository, not
+in the installed command: ``python -m benchmarks`` (or ``make bench``).
 """
 
 from __future__ import annotations
@@ -717,8 +717,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def plain_text_paragraphs(doc: str) -> str:
-    """:func:`plain_text` of each paragraph of ``doc`` (blank lines kept)."""
-    return "\n\n".join(plain_text(par) for par in doc.strip().split("\n\n"))
+    """:func:`plain_text` of each paragraph of ``doc``, wrapped at 100 columns (blank lines kept)."""
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(plain_text(par), width=100) for par in doc.strip().split("\n\n"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
