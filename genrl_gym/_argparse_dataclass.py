@@ -190,7 +190,7 @@ def _argument(path: str, f: dataclasses.Field[Any], tp: Any, doc: str) -> tuple[
     """The ``add_argument`` call of one field."""
     meta = f.metadata
     default = _default(f)
-    tp, optional = _unwrap_optional(tp)
+    tp, _ = _unwrap_optional(tp)  # None can only be the default: the command line has no spelling for it
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     help_ = plain_text(doc).replace("%", "%%") if doc else ""
     kw: dict[str, Any] = {"help": help_}
@@ -236,7 +236,6 @@ def _argument(path: str, f: dataclasses.Field[Any], tp: Any, doc: str) -> tuple[
         kw["type"] = element(tp)
     if "choices" in meta:
         kw["choices"] = _table_choices(meta["choices"])
-    del optional  # None is only ever the default: the command line cannot spell it
     return names, kw
 
 
