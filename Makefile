@@ -41,9 +41,10 @@ test-fast: setup
 demo: setup
 	$(VENV)/bin/genrl demo --domain $(DOMAIN) --task $(TASK) --out $(OUT)
 
-# The quick speed benchmarks; the long ones: `genrl bench compare --args="..."` (see benchmarks/).
+# The quick speed benchmarks; the long ones: `$(PY) -m benchmarks compare --args="..."` (see benchmarks/).
+# Benchmarks are part of the repository, not of the installed `genrl` command.
 bench: setup
-	$(VENV)/bin/genrl bench
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,51 +1,302 @@
 """The ``genrl`` command: subcommands follow the data flow.
 
 ``collect -> embed -> train-mfwm`` (or ``pipeline`` for all three, with expert data), then ``prompts``,
-``imagine``, ``train-agent``, ``train-sb3``, ``evaluate``, ``bench`` and ``demo``; ``store verify`` checks an
-episode store and moves damaged files aside. Every command that produces
+``imagine``, ``train-agent``, ``train-sb3``, ``evaluate`` and ``demo``; ``export`` and ``report`` ship a model;
+``store verify`` checks an episode store and moves damaged files aside. Every command that produces
 something writes into one run folder (``--out``): its resolved configuration (``config.json``), TensorBoard logs
 (``tb/``) and its outputs. Long commands show progress bars and can be interrupted with Ctrl-C and run again with
 the same arguments to resume; that also holds after a ``kill -9`` (``benchmarks/bench_faults.py`` checks it).
+
+Each subcommand's flags are the fields of its configuration dataclass (``PipelineConfig``, ``DemoConfig``, and the
+``*Args`` classes of ``genrl_gym.cli``), with the fields' docstrings as help. Benchmarks live in the repository, not
+in the installed command: ``python -m benchmarks`` (or ``make bench``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from genrl_gym import _compat  # noqa: F401  (render/torch guard before anything renders)
+from genrl_gym._argparse_dataclass import add_dataclass_arguments, dataclass_from_args, plain_text
 from genrl_gym.utils import GenRLError, atomic_write, remove_stale_temp_files
 
+if TYPE_CHECKING:
+    from genrl_gym.demo import DemoConfig
+    from genrl_gym.training.pipeline import PipelineConfig
 
-def _write_config(out: Path, command: str, args: argparse.Namespace, **extra: Any) -> None:
-    """Record the resolved command-line configuration of a run in ``<out>/config.json``."""
+_POSITIVE = {"positive": True}
+_ALIGNS = {"choices": "genrl_gym.reward:ALIGNS"}
+
+
+def _write_config(out: Path, command: str, *configs: Any) -> None:
+    """Record the resolved configuration of a run (its config dataclasses) in ``<out>/config.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-    cfg.update(command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
+    cfg: dict[str, Any] = {}
+    for c in configs:
+        cfg.update(dataclasses.asdict(c))
+    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items()}
+    cfg.update(command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
     with atomic_write(out / "config.json", "w") as f:
         json.dump(cfg, f, indent=2, default=str)
 
 
-def _positive(kind: type = int) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from e
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
+# ------------------------------------------------------------------------------------------------- command configs
+# One dataclass per command that has no configuration class of its own in the library; its fields are the flags.
+@dataclass(kw_only=True)
+class CollectArgs:
+    """Collect pixel episodes of a task into an episode store (resumable)."""
 
-    return parse
+    domain: str
+    """walker, cheetah, quadruped or stickman (the domains of :data:`genrl_gym.envs.TASKS`)."""
+    task: str
+    """A task of the domain (see :data:`genrl_gym.envs.TASKS`)."""
+    out: Path
+    """Episode store folder (created; resumes if it exists)."""
+    episodes: int = field(default=10, metadata=_POSITIVE)
+    """Episodes of this source the store should hold."""
+    envs: int = field(default=1, metadata=_POSITIVE)
+    """Parallel environments."""
+    vectorization: Literal["sync", "async"] = "sync"
+    """``async`` = one worker process per environment."""
+    policy: str = "random"
+    """``random`` or the path of an SB3 model zip (or of an expert stage written by ``genrl pipeline``)."""
+    obs_key: str = "proprio"
+    """What the SB3 policy reads: proprio or image."""
+    noise: float = 0.0
+    """Std of Gaussian noise added to policy actions."""
+    deterministic: bool = False
+    """The policy's mean action (then ``noise``); how the pipeline collects with SAC experts."""
+    episode_frames: int = field(default=1000, metadata=_POSITIVE)
+    """Physics frames per episode."""
+    render_quality: str = field(default="fast", metadata={"choices": "genrl_gym.envs.pixel_env:RENDER_QUALITIES"})
+    """Renderer settings."""
+    seed: int = 0
+    """Seed of the first episode (episode i uses seed + i)."""
+
+
+@dataclass(kw_only=True)
+class EmbedArgs:
+    """Embed every 8-frame window of an episode store with a VLM (resumable)."""
+
+    data: Path
+    """Episode store folder."""
+    vlm: str = "video-only"
+    """VLM spec: ``video-only`` (offline default) or ``open_clip:<arch>:<pretrained tag or weights file>``."""
+    batch_size: int = field(default=64, metadata=_POSITIVE)
+    """Windows per VLM call."""
+    overwrite: bool = False
+    """Re-embed (also replaces another VLM's embeddings)."""
+    device: str = "cpu"
+    """Torch device of the VLM."""
+
+
+@dataclass(kw_only=True)
+class TrainMFWMArgs:
+    """Train a multimodal-foundation world model on an embedded store."""
+
+    data: Path
+    """Embedded episode store."""
+    out: Path
+    """Run folder: config.json, checkpoint.pt, mfwm.pt, tb/."""
+    preset: str = field(default="cpu", metadata={"choices": "genrl_gym.models.presets:PRESETS"})
+    """Model size preset (:data:`genrl_gym.models.PRESETS`)."""
+    steps: int | None = field(default=None, metadata=_POSITIVE)
+    """Updates (default: the preset's)."""
+    stages: str = field(default="joint", metadata={"choices": "genrl_gym.training.trainer:STAGES"})
+    """What is trained: ``joint`` (world model + connector/aligner), ``wm`` or ``connector``."""
+    resume: bool = True
+    """Resume from an existing checkpoint in ``out`` (``--no-resume`` ignores it)."""
+    checkpoint_every: int | None = field(default=None, metadata=_POSITIVE)
+    """Write checkpoint.pt every this many updates (default: the preset's)."""
+    seed: int = 0
+    """Training seed."""
+    device: str | None = None
+    """cpu, cuda, cuda:1 ... (default: cuda if available)."""
+
+
+@dataclass(kw_only=True)
+class PipelineArgs:
+    """Where ``genrl pipeline`` writes and how far it goes (the rest is :class:`PipelineConfig`)."""
+
+    out: Path
+    """Run folder (resumable)."""
+    until: str = field(default="clips", metadata={"choices": "genrl_gym.training.pipeline:PIPELINE_STAGES"})
+    """Last stage to run."""
+
+
+@dataclass(kw_only=True)
+class PromptsArgs:
+    """List the shipped in-domain prompt clips."""
+
+    domain: str | None = None
+    """Only this domain's clips (default: all)."""
+
+
+@dataclass(kw_only=True)
+class ImagineArgs:
+    """Decode a prompt's target trajectory to a GIF/MP4: what the model thinks it means."""
+
+    model: str = "walker"
+    """Checkpoint path or model name (GENRL_HOME or shipped)."""
+    prompt: str
+    """Text, a video file, or domain/task for a shipped clip."""
+    out: Path = Path("imagined.gif")
+    """.gif or .mp4."""
+    vlm: str | None = None
+    """VLM spec (default: the model's own)."""
+    horizon: int = field(default=16, metadata=_POSITIVE)
+    """Steps of the target trajectory."""
+
+
+@dataclass(kw_only=True)
+class TrainAgentArgs:
+    """Train GenRLAgent in the world model's imagination from a prompt."""
+
+    model: str = "walker"
+    """Checkpoint path or model name (GENRL_HOME or shipped)."""
+    prompt: str
+    """Text, a video file, or domain/task for a shipped clip."""
+    out: Path
+    """Run folder: agent.zip, checkpoint.zip, config.json, tb/."""
+    steps: int = field(default=5000, metadata=_POSITIVE)
+    """Behaviour updates."""
+    preset: str = field(default="small", metadata={"choices": "genrl_gym.agents.actor_critic:AGENT_PRESETS"})
+    """GenRLAgent size preset (:data:`genrl_gym.agents.AGENT_PRESETS`)."""
+    start: Literal["data_free", "offline"] = "data_free"
+    """Imagination start states: ``data_free`` (no dataset) or ``offline`` (posteriors of ``data``)."""
+    data: Path | None = None
+    """Episode store for ``--start offline``."""
+    vlm: str | None = None
+    """VLM spec for the prompt (default: the model's)."""
+    task: str = "stand"
+    """Task whose true reward ``eval_episodes`` reports."""
+    eval_episodes: int = 0
+    """Evaluate on the true reward after training (this many episodes)."""
+    checkpoint_every: int = field(default=500, metadata=_POSITIVE)
+    """Write <out>/checkpoint.zip every this many updates; a rerun resumes from it."""
+    resume: bool = True
+    """Resume from an existing checkpoint.zip in ``out`` (``--no-resume`` ignores it)."""
+    seed: int = 0
+    """Training seed."""
+    device: str = "auto"
+    """Torch device (``auto``: cuda if available)."""
+
+
+@dataclass(kw_only=True)
+class StoreVerifyArgs:
+    """Read every episode (CRC-checked) and embedding file of a store and list the damaged ones (exit status 1 if
+    any). ``--quarantine`` moves them to <store>/quarantine/ so that training continues on the rest."""
+
+    data: Path = field(metadata={"positional": True})
+    """Episode store folder."""
+    quarantine: bool = False
+    """Move damaged files to <store>/quarantine/ (store.json updated atomically; refused while another process writes
+    to the store)."""
+    embeddings: bool = True
+    """Check embedding files too (``--no-embeddings``: episode files only)."""
+
+
+@dataclass(kw_only=True)
+class TrainSB3Args:
+    """Train any SB3 algorithm on the GenRL reward of GenRL/<Domain>-v0."""
+
+    algo: str = "SAC"
+    """SB3 algorithm class: SAC, PPO, TD3, A2C ..."""
+    domain: str = "walker"
+    """Domain of the env and the model."""
+    task: str = "stand"
+    """True reward reported in info['task_reward']."""
+    model: str = "walker"
+    """Checkpoint path or model name."""
+    prompt: str
+    """Text, a video file, or domain/task for a shipped clip."""
+    out: Path
+    """Run folder: model.zip, config.json, tb/."""
+    steps: int = field(default=20_000, metadata=_POSITIVE)
+    """Environment steps."""
+    proprio: bool = False
+    """Policy reads proprioception (reward still from pixels)."""
+    eval_episodes: int = 0
+    """Evaluate on the true reward after training (this many episodes)."""
+    seed: int = 0
+    """Training seed."""
+
+
+@dataclass(kw_only=True)
+class EvaluateArgs:
+    """True task return (and optionally the GenRL score) of a trained policy."""
+
+    agent: str
+    """GenRLAgent zip, SB3 zip, pipeline expert stage, or ``random``."""
+    domain: str = "walker"
+    """Domain of the env."""
+    task: str = "stand"
+    """Task whose true return is reported."""
+    episodes: int = field(default=3, metadata=_POSITIVE)
+    """One episode per seed."""
+    prompt: str | None = None
+    """Also report the GenRL score of this prompt."""
+    model: str | None = None
+    """Model for ``prompt`` (default: the domain's)."""
+    episode_frames: int = field(default=1000, metadata=_POSITIVE)
+    """Physics frames per episode (1000: the paper's)."""
+    out: Path = Path("runs/evaluate")
+    """Folder for evaluation.json and rollout.gif."""
+    seed: int = 0
+    """First seed (episode i uses seed + i)."""
+
+
+@dataclass(kw_only=True)
+class ExportArgs:
+    """Ship a pipeline run's model: fp16 model.pt + prompt clips + model.json into a folder."""
+
+    run: Path
+    """``genrl pipeline --out`` folder (mfwm/, clips/, recipe.json)."""
+    domain: str
+    """The model's domain (checked against the checkpoint)."""
+    dest: Path | None = None
+    """Output folder (default: genrl_gym/pretrained/<domain>)."""
+    fp32: bool = False
+    """Keep fp32 weights (default: fp16)."""
+    max_mb: float = field(default=25.0, metadata=_POSITIVE)
+    """Refuse a model.pt larger than this (MB)."""
+    align: str | None = field(default=None, metadata=_ALIGNS)
+    """The reward alignment the model was checked with, recorded in its metadata; envs, agents and reports use it by
+    default (default: keep the run's, else the reference's sequence)."""
+
+
+@dataclass(kw_only=True)
+class ReportArgs:
+    """Quality report of a world model: curves, reconstructions, prompts, discrimination."""
+
+    run: Path
+    """``genrl pipeline --out`` folder (TensorBoard logs, clips, heldout)."""
+    out: Path
+    """Folder for REPORT.md, report.json and the PNGs."""
+    model: Path | None = None
+    """Model to report on (default: the run's mfwm/mfwm.pt; an exported folder uses its own prompts/)."""
+    heldout: Path | None = None
+    """Held-out episode store (default: <run>/heldout)."""
+    tasks: tuple[str, ...] | None = None
+    """Tasks (default: those with prompt clips)."""
+    seed: int = 0
+    """Connector seed of the prompt targets (0: the envs')."""
+    random_episodes: int = 3
+    """Random-action episodes scored as an extra column."""
+    align: str | None = field(default=None, metadata=_ALIGNS)
+    """Alignment of the discrimination reward (:mod:`genrl_gym.reward`; default: the model's, as the envs)."""
 
 
 # ---------------------------------------------------------------------------------------------------------- commands
-def cmd_collect(args: argparse.Namespace) -> int:
+def cmd_collect(args: CollectArgs) -> int:
     from genrl_gym.data import SB3Policy, collect
     from genrl_gym.envs import get_task
 
@@ -83,7 +334,7 @@ def _load_sb3_like(path: str) -> Any:
     raise GenRLError(f"--policy {path}: not a Stable-Baselines3 PPO/SAC/TD3/A2C/DDPG model zip")
 
 
-def cmd_embed(args: argparse.Namespace) -> int:
+def cmd_embed(args: EmbedArgs) -> int:
     from genrl_gym.data import EpisodeStore
     from genrl_gym.vlm.embed import embed_store
     from genrl_gym.vlm import load_vlm
@@ -95,49 +346,28 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_mfwm(args: argparse.Namespace) -> int:
+def cmd_train_mfwm(args: TrainMFWMArgs) -> int:
     from genrl_gym.training.trainer import train_mfwm
 
     _write_config(args.out, "train-mfwm", args)
     model = train_mfwm(args.data, args.preset, out_dir=args.out, steps=args.steps, stages=args.stages,
-                       resume=not args.no_resume, seed=args.seed, device=args.device,
+                       resume=args.resume, seed=args.seed, device=args.device,
                        checkpoint_every=args.checkpoint_every)
     print(f"model: {Path(args.out) / 'mfwm.pt'} ({model.domain}, VLM {model.vlm_identity})")
     return 0
 
 
-def _task_pair(text: str) -> tuple[str, str]:
-    task, sep, source = text.partition("=")
-    if not sep or not task or not source:
-        raise argparse.ArgumentTypeError(f"expected TASK=VALUE (e.g. walk=stand or run=sac), got {text!r}")
-    return task, source
+def cmd_pipeline(args: PipelineArgs, cfg: PipelineConfig) -> int:
+    from genrl_gym.training.pipeline import run_pipeline
 
-
-def _task_steps(text: str) -> tuple[str, int]:
-    task, steps = _task_pair(text)
-    return task, _positive()(steps)
-
-
-def cmd_pipeline(args: argparse.Namespace) -> int:
-    from genrl_gym.training.experts import ExpertConfig
-    from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
-
-    cfg = PipelineConfig(domain=args.domain, preset=args.preset, vlm=args.vlm, mfwm_steps=args.steps,
-                         tasks=tuple(args.tasks or ()), episodes_per_stage=args.episodes_per_stage,
-                         random_episodes=args.random_episodes, handover_episodes=args.handover_episodes,
-                         handover_steps=args.handover_steps, heldout_episodes=args.heldout_episodes,
-                         seed=args.seed, device=args.device,
-                         expert=ExpertConfig(total_steps=args.expert_steps, seed=args.seed),
-                         warm_start=dict(args.warm_start or ()), expert_algo=dict(args.expert_algo or ()),
-                         expert_task_steps=dict(args.expert_task_steps or ()),
-                         clip_reward_tolerance=args.clip_reward_tolerance)
-    _write_config(args.out, "pipeline", args)
+    cfg = dataclasses.replace(cfg, expert=dataclasses.replace(cfg.expert, seed=cfg.seed))  # one seed for all stages
+    _write_config(args.out, "pipeline", args, cfg)
     run_pipeline(args.out, cfg, until=args.until)
     print(f"pipeline finished up to '{args.until}': {args.out}")
     return 0
 
 
-def cmd_prompts(args: argparse.Namespace) -> int:
+def cmd_prompts(args: PromptsArgs) -> int:
     from genrl_gym import prompts
 
     clips = prompts.list_examples(args.domain)
@@ -149,7 +379,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_imagine(args: argparse.Namespace) -> int:
+def cmd_imagine(args: ImagineArgs) -> int:
     from genrl_gym.model_store import resolve_model
     from genrl_gym.prompts import decode_target, target_from_prompt, write_video
     from genrl_gym.vlm import load_vlm
@@ -174,46 +404,17 @@ def _prompt_arg(prompt: str) -> str:
     return prompt
 
 
-QUICK_BENCHMARKS = ("render", "collect", "vlm", "world_model", "reward", "agent")
-LONG_BENCHMARKS = ("behaviour", "compare", "faults")
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    import importlib
-    import inspect
-    import shlex
-
-    names = args.names or list(QUICK_BENCHMARKS)
-    extra = shlex.split(args.args) if args.args else []
-    for name in names:
-        if name not in QUICK_BENCHMARKS + LONG_BENCHMARKS:
-            raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(QUICK_BENCHMARKS + LONG_BENCHMARKS)}")
-        try:
-            mod = importlib.import_module("benchmarks.compare" if name == "compare" else f"benchmarks.bench_{name}")
-        except ModuleNotFoundError as e:
-            raise ValueError("benchmarks live in the repository's benchmarks/ folder: run `genrl bench` from the "
-                             "repository root") from e
-        print(f"== bench {name}")
-        if "argv" in inspect.signature(mod.main).parameters:
-            mod.main(extra)
-        elif extra:
-            raise ValueError(f"benchmark {name!r} takes no arguments (got --args {args.args!r})")
-        else:
-            mod.main()
-    return 0
-
-
 #: Arguments of ``train-agent`` that must match for a rerun to resume from ``<out>/checkpoint.zip``.
 _AGENT_RUN_KEYS = ("model", "prompt", "preset", "start", "data", "vlm", "seed")
 
 
-def _check_same_agent_run(args: argparse.Namespace, checkpoint: Path) -> None:
+def _check_same_agent_run(args: TrainAgentArgs, checkpoint: Path) -> None:
     """Refuse to resume ``checkpoint`` with other arguments than the run that wrote it (recorded in config.json)."""
     try:
         old = json.loads((args.out / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return  # no readable record: the checkpoint's own model/prompt are used
-    new = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    new = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(args).items()}
     diff = [f"--{k.replace('_', '-')} {old.get(k)!r} -> {new.get(k)!r}" for k in _AGENT_RUN_KEYS if old.get(k) != new.get(k)]
     if old.get("command") == "train-agent" and diff:
         raise GenRLError(f"{checkpoint}: written by a train-agent run with other arguments ({'; '.join(diff)}); rerun "
@@ -221,13 +422,13 @@ def _check_same_agent_run(args: argparse.Namespace, checkpoint: Path) -> None:
                          "another --out")
 
 
-def cmd_train_agent(args: argparse.Namespace) -> int:
+def cmd_train_agent(args: TrainAgentArgs) -> int:
     from stable_baselines3.common.callbacks import BaseCallback
 
     from genrl_gym.agents import GenRLAgent
 
     checkpoint = args.out / "checkpoint.zip"
-    resume = checkpoint.is_file() and not args.no_resume
+    resume = checkpoint.is_file() and args.resume
     if resume:
         _check_same_agent_run(args, checkpoint)
     _write_config(args.out, "train-agent", args)
@@ -268,13 +469,13 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_store_verify(args: argparse.Namespace) -> int:
+def cmd_store_verify(args: StoreVerifyArgs) -> int:
     from genrl_gym.data import EpisodeStore
 
     store = EpisodeStore(args.data, create=False)
-    damaged = store.check(with_embeddings=not args.no_embeddings, progress=True)
+    damaged = store.check(with_embeddings=args.embeddings, progress=True)
     episodes = len(store.paths())
-    missing = 0 if args.no_embeddings else sum(not store.has_embedding(p) for p in store.paths())
+    missing = 0 if not args.embeddings else sum(not store.has_embedding(p) for p in store.paths())
     for d in damaged:
         print(f"damaged {d.kind}: {d.path}\n    {d.problem}")
     bad_eps = sum(d.kind == "episode" for d in damaged)
@@ -293,7 +494,7 @@ def cmd_store_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_sb3(args: argparse.Namespace) -> int:
+def cmd_train_sb3(args: TrainSB3Args) -> int:
     import gymnasium as gym
     import stable_baselines3 as sb3
 
@@ -318,7 +519,7 @@ def cmd_train_sb3(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def cmd_evaluate(args: EvaluateArgs) -> int:
     _write_config(args.out, "evaluate", args)
     if args.agent == "random":
         import numpy as np
@@ -400,28 +601,25 @@ def _genrl_score(policy: Any, domain: str, task: str, prompt: str, model: str | 
     return float(sum(rewards) / max(sum(lengths), 1))
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from genrl_gym.demo import DemoConfig, run_demo
+def cmd_demo(cfg: DemoConfig) -> int:
+    from genrl_gym.demo import run_demo
 
-    cfg = DemoConfig(domain=args.domain, task=args.task, out=str(args.out), prompt=args.prompt, model=args.model,
-                     agent_seconds=args.agent_seconds, sb3_seconds=args.sb3_seconds, seeds=tuple(args.seeds),
-                     episode_frames=args.episode_frames, seed=args.seed)
-    run_demo(cfg)
+    run_demo(cfg)  # saves cfg as <out>/config.json
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: ExportArgs) -> int:
     from genrl_gym.training.export import export_model
 
     path = export_model(args.run, args.domain, args.dest, half=not args.fp32, max_mb=args.max_mb,
-                        reward_align=args.reward_align)
+                        align=args.align)
     info = json.loads((path.parent / "model.json").read_text())
     print(f"exported {args.run} -> {path} ({info['size_bytes'] / 1e6:.1f} MB, {info['weights_dtype']}, "
           f"{len(info['prompts'])} prompt clips in {path.parent / 'prompts'})")
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: ReportArgs) -> int:
     from genrl_gym.training.report import model_report
 
     result = model_report(args.model or args.run, args.heldout, args.out, tasks=args.tasks, seed=args.seed,
@@ -437,186 +635,92 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------ parser
+class Spec(NamedTuple):
+    """One configuration dataclass of a command and how its fields become flags
+    (:func:`genrl_gym._argparse_dataclass.add_dataclass_arguments`)."""
+
+    cls: type
+    exclude: tuple[str, ...] = ()
+    aliases: Mapping[str, Sequence[str]] = {}
+    deprecated: Mapping[str, Sequence[str]] = {}
+
+
+class Command(NamedTuple):
+    """A ``genrl`` subcommand: its function, called with one config per spec, and the specs of its flags."""
+
+    func: Callable[..., int]
+    help: str
+    specs: tuple[Spec, ...]
+
+
+def commands() -> dict[str, Command]:
+    """Every ``genrl`` subcommand (``store verify`` is the ``verify`` subcommand of ``store``)."""
+    from genrl_gym.demo import DemoConfig
+    from genrl_gym.training.pipeline import PipelineConfig
+
+    def one(func: Callable[..., int], cls: type, help_: str | None = None) -> Command:
+        return Command(func, help_ or (cls.__doc__ or ""), (Spec(cls),))
+
+    return {
+        "collect": one(cmd_collect, CollectArgs),
+        "embed": one(cmd_embed, EmbedArgs),
+        "train-mfwm": one(cmd_train_mfwm, TrainMFWMArgs),
+        "pipeline": Command(cmd_pipeline, "Experts -> collect -> embed -> train-mfwm -> prompt clips for one domain.", (
+            Spec(PipelineArgs),
+            # the experts' seed is the pipeline's; their SB3 keyword arguments are no command-line business
+            Spec(PipelineConfig, exclude=("expert.seed", "expert.ppo_kwargs", "expert.sac_kwargs"),
+                 aliases={"mfwm_steps": ["--steps"], "expert.total_steps": ["--expert-steps"]}))),
+        "prompts": one(cmd_prompts, PromptsArgs),
+        "imagine": one(cmd_imagine, ImagineArgs),
+        "train-agent": one(cmd_train_agent, TrainAgentArgs),
+        "store verify": one(cmd_store_verify, StoreVerifyArgs),
+        "train-sb3": one(cmd_train_sb3, TrainSB3Args),
+        "evaluate": one(cmd_evaluate, EvaluateArgs),
+        "demo": one(cmd_demo, DemoConfig, "The main job: prompt -> imagined GIF -> GenRLAgent vs SAC vs random on the "
+                    "true reward."),
+        "export": Command(cmd_export, ExportArgs.__doc__ or "", (Spec(ExportArgs, deprecated={"align": ["--reward-align"]}),)),
+        "report": one(cmd_report, ReportArgs),
+    }
+
+
+_GROUPS = {"store": "Episode store maintenance: verify (and quarantine) damaged files."}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except for required arguments (which have none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.required else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``genrl`` argument parser (one subparser per command)."""
-    p = argparse.ArgumentParser(prog="genrl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The ``genrl`` argument parser: one subparser per command, its flags generated from its config dataclasses."""
+    p = argparse.ArgumentParser(prog="genrl", description=plain_text_paragraphs(__doc__ or ""),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        sp.set_defaults(func=func)
-        return sp
-
-    c = add("collect", cmd_collect, "Collect pixel episodes of a task into an episode store (resumable).")
-    c.add_argument("--domain", required=True, help="walker, cheetah, quadruped or stickman")
-    c.add_argument("--task", required=True, help="a task of the domain (see genrl_gym.envs.TASKS)")
-    c.add_argument("--out", type=Path, required=True, help="episode store folder (created; resumes if it exists)")
-    c.add_argument("--episodes", type=_positive(), default=10, help="episodes of this source the store should hold")
-    c.add_argument("--envs", type=_positive(), default=1, help="parallel environments")
-    c.add_argument("--vectorization", choices=["sync", "async"], default="sync",
-                   help="async = one worker process per environment")
-    c.add_argument("--policy", default="random", help="'random' or the path of an SB3 model zip")
-    c.add_argument("--obs-key", default="proprio", help="what the SB3 policy reads: proprio or image")
-    c.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise added to policy actions")
-    c.add_argument("--deterministic", action="store_true",
-                   help="the policy's mean action (then --noise); how the pipeline collects with SAC experts")
-    c.add_argument("--episode-frames", type=_positive(), default=1000, help="physics frames per episode")
-    c.add_argument("--render-quality", choices=["fast", "default"], default="fast", help="renderer settings")
-    c.add_argument("--seed", type=int, default=0)
-
-    e = add("embed", cmd_embed, "Embed every 8-frame window of an episode store with a VLM (resumable).")
-    e.add_argument("--data", type=Path, required=True, help="episode store folder")
-    e.add_argument("--vlm", default="video-only", help="VLM spec: video-only (offline default) or "
-                   "open_clip:<arch>:<pretrained tag or weights file>")
-    e.add_argument("--batch-size", type=_positive(), default=64, help="windows per VLM call")
-    e.add_argument("--overwrite", action="store_true", help="re-embed (also replaces another VLM's embeddings)")
-    e.add_argument("--device", default="cpu")
-
-    t = add("train-mfwm", cmd_train_mfwm, "Train a multimodal-foundation world model on an embedded store.")
-    t.add_argument("--data", type=Path, required=True, help="embedded episode store")
-    t.add_argument("--out", type=Path, required=True, help="run folder: config.json, checkpoint.pt, mfwm.pt, tb/")
-    t.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "small", "paper"], help="model size preset")
-    t.add_argument("--steps", type=_positive(), default=None, help="updates (default: the preset's)")
-    t.add_argument("--stages", default="joint", choices=["joint", "wm", "connector"])
-    t.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
-    t.add_argument("--checkpoint-every", type=_positive(), default=None,
-                   help="write checkpoint.pt every this many updates (default: the preset's)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-
-    pl = add("pipeline", cmd_pipeline, "Experts -> collect -> embed -> train-mfwm -> prompt clips for one domain.")
-    pl.add_argument("--domain", default="walker")
-    pl.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
-    pl.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "small", "paper"])
-    pl.add_argument("--vlm", default="video-only", help="VLM spec; open_clip:ViT-B-32:<weights> gives text prompts")
-    pl.add_argument("--tasks", nargs="*", help="tasks with expert data (default: the in-distribution tasks)")
-    pl.add_argument("--steps", type=_positive(), default=20_000, help="world-model updates")
-    pl.add_argument("--expert-steps", type=_positive(), default=1_000_000, help="training steps per task expert")
-    pl.add_argument("--expert-algo", nargs="*", type=_task_pair, metavar="TASK=ALGO",
-                    help="expert algorithm per task, ppo (default) or sac, e.g. run=sac")
-    pl.add_argument("--expert-task-steps", nargs="*", type=_task_steps, metavar="TASK=STEPS",
-                    help="training steps of one task's expert instead of --expert-steps, e.g. run=1000000")
-    pl.add_argument("--warm-start", nargs="*", type=_task_pair, metavar="TASK=SOURCE",
-                    help="expert curriculum: TASK's expert starts from SOURCE's final stage, e.g. walk=stand run=walk")
-    pl.add_argument("--episodes-per-stage", type=_positive(), default=6)
-    pl.add_argument("--random-episodes", type=int, default=24)
-    pl.add_argument("--handover-episodes", type=int, default=0,
-                    help="per task, episodes of random actions for --handover-steps steps, then the final expert")
-    pl.add_argument("--handover-steps", type=_positive(), default=50)
-    # 3 per task is enough for the clips but few for the report's discrimination check (per-episode spread is large)
-    pl.add_argument("--heldout-episodes", type=_positive(), default=3,
-                    help="held-out episodes per task (prompt clips, report's reconstructions and discrimination)")
-    pl.add_argument("--clip-reward-tolerance", type=float, default=0.0,
-                    help="prompt clips: the stillest held-out window within this fraction of the best true reward "
-                         "(default 0: the highest-reward window)")
-    pl.add_argument("--until", default="clips", choices=["experts", "collect", "embed", "train", "clips"])
-    pl.add_argument("--seed", type=int, default=0)
-    pl.add_argument("--device", default=None)
-
-    pr = add("prompts", cmd_prompts, "List the shipped in-domain prompt clips.")
-    pr.add_argument("--domain", default=None)
-
-    im = add("imagine", cmd_imagine, "Decode a prompt's target trajectory to a GIF/MP4: what the model thinks it means.")
-    im.add_argument("--model", default="walker", help="checkpoint path or model name (GENRL_HOME or shipped)")
-    im.add_argument("--prompt", required=True, help="text, a video file, or domain/task for a shipped clip")
-    im.add_argument("--out", type=Path, default=Path("imagined.gif"), help=".gif or .mp4")
-    im.add_argument("--vlm", default=None, help="VLM spec (default: the model's own)")
-    im.add_argument("--horizon", type=_positive(), default=16)
-
-
-    ta = add("train-agent", cmd_train_agent, "Train GenRLAgent in the world model's imagination from a prompt.")
-    ta.add_argument("--model", default="walker", help="checkpoint path or model name (GENRL_HOME or shipped)")
-    ta.add_argument("--prompt", required=True, help="text, a video file, or domain/task for a shipped clip")
-    ta.add_argument("--out", type=Path, required=True, help="run folder: agent.zip, checkpoint.zip, config.json, tb/")
-    ta.add_argument("--steps", type=_positive(), default=5000, help="behaviour updates")
-    ta.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
-    ta.add_argument("--start", default="data_free", choices=["data_free", "offline"], help="imagination start states")
-    ta.add_argument("--data", type=Path, default=None, help="episode store for --start offline")
-    ta.add_argument("--vlm", default=None, help="VLM spec for the prompt (default: the model's)")
-    ta.add_argument("--task", default="stand", help="task whose true reward --eval-episodes reports")
-    ta.add_argument("--eval-episodes", type=int, default=0, help="evaluate on the true reward after training")
-    ta.add_argument("--checkpoint-every", type=_positive(), default=500,
-                    help="write <out>/checkpoint.zip every this many updates; a rerun resumes from it")
-    ta.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint.zip in --out")
-    ta.add_argument("--seed", type=int, default=0)
-    ta.add_argument("--device", default="auto")
-
-    st = sub.add_parser("store", help="Episode store maintenance: verify (and quarantine) damaged files.",
-                        description="Episode store maintenance.")
-    st_sub = st.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
-    sv = st_sub.add_parser("verify", help="Read every episode and embedding file of a store; list the damaged ones.",
-                           description="Read every episode (CRC-checked) and embedding file of a store and list the "
-                           "damaged ones (exit status 1 if any). --quarantine moves them to <store>/quarantine/ so that "
-                           "training continues on the rest.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sv.add_argument("data", type=Path, help="episode store folder")
-    sv.add_argument("--quarantine", action="store_true", help="move damaged files to <store>/quarantine/ (store.json "
-                    "updated atomically; refused while another process writes to the store)")
-    sv.add_argument("--no-embeddings", action="store_true", help="check episode files only")
-    sv.set_defaults(func=cmd_store_verify)
-
-    ts = add("train-sb3", cmd_train_sb3, "Train any SB3 algorithm on the GenRL reward of GenRL/<Domain>-v0.")
-    ts.add_argument("--algo", default="SAC", help="SB3 algorithm class: SAC, PPO, TD3, A2C ...")
-    ts.add_argument("--domain", default="walker")
-    ts.add_argument("--task", default="stand", help="true reward reported in info['task_reward']")
-    ts.add_argument("--model", default="walker", help="checkpoint path or model name")
-    ts.add_argument("--prompt", required=True, help="text, a video file, or domain/task for a shipped clip")
-    ts.add_argument("--out", type=Path, required=True)
-    ts.add_argument("--steps", type=_positive(), default=20_000, help="environment steps")
-    ts.add_argument("--proprio", action="store_true", help="policy reads proprioception (reward still from pixels)")
-    ts.add_argument("--eval-episodes", type=int, default=0)
-    ts.add_argument("--seed", type=int, default=0)
-
-    ev = add("evaluate", cmd_evaluate, "True task return (and optionally the GenRL score) of a trained policy.")
-    ev.add_argument("--agent", required=True, help="GenRLAgent zip, SB3 zip, or 'random'")
-    ev.add_argument("--domain", default="walker")
-    ev.add_argument("--task", default="stand")
-    ev.add_argument("--episodes", type=_positive(), default=3, help="one episode per seed")
-    ev.add_argument("--prompt", default=None, help="also report the GenRL score of this prompt")
-    ev.add_argument("--model", default=None, help="model for --prompt (default: the domain's)")
-    ev.add_argument("--episode-frames", type=_positive(), default=1000, help="frames per episode (1000: the paper's)")
-    ev.add_argument("--out", type=Path, default=Path("runs/evaluate"))
-    ev.add_argument("--seed", type=int, default=0)
-
-    d = add("demo", cmd_demo, "The main job: prompt -> imagined GIF -> GenRLAgent vs SAC vs random on the true reward.")
-    d.add_argument("--domain", default="walker")
-    d.add_argument("--task", default="stand")
-    d.add_argument("--out", type=Path, default=Path("runs/demo"))
-    d.add_argument("--prompt", default=None, help="default: text if the model has language, else the shipped clip")
-    d.add_argument("--model", default=None, help="default: the domain's shipped model")
-    d.add_argument("--agent-seconds", type=float, default=240.0, help="wall-time budget of GenRLAgent training")
-    d.add_argument("--sb3-seconds", type=float, default=None, help="wall-time budget of SAC (default: the agent's)")
-    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    d.add_argument("--episode-frames", type=_positive(), default=1000)
-    d.add_argument("--seed", type=int, default=0)
-
-    ex = add("export", cmd_export, "Ship a pipeline run's model: fp16 model.pt + prompt clips + model.json into a folder.")
-    ex.add_argument("--run", type=Path, required=True, help="`genrl pipeline --out` folder (mfwm/, clips/, recipe.json)")
-    ex.add_argument("--domain", required=True, help="the model's domain (checked against the checkpoint)")
-    ex.add_argument("--dest", type=Path, default=None, help="output folder (default: genrl_gym/pretrained/<domain>)")
-    ex.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16)")
-    ex.add_argument("--max-mb", type=_positive(float), default=25.0, help="refuse a model.pt larger than this (MB)")
-    ex.add_argument("--reward-align", choices=["sequence", "phase", "none"], default=None,
-                    help="the reward alignment the model was checked with, recorded in its metadata; envs, agents and "
-                    "reports use it by default (default: keep the run's, else the reference's sequence)")
-
-    rp = add("report", cmd_report, "Quality report of a world model: curves, reconstructions, prompts, discrimination.")
-    rp.add_argument("--run", type=Path, required=True, help="`genrl pipeline --out` folder (TensorBoard logs, clips, heldout)")
-    rp.add_argument("--out", type=Path, required=True, help="folder for REPORT.md, report.json and the PNGs")
-    rp.add_argument("--model", type=Path, default=None, help="model to report on (default: the run's mfwm/mfwm.pt; an "
-                    "exported folder uses its own prompts/)")
-    rp.add_argument("--heldout", type=Path, default=None, help="held-out episode store (default: <run>/heldout)")
-    rp.add_argument("--tasks", nargs="*", default=None, help="tasks (default: those with prompt clips)")
-    rp.add_argument("--seed", type=int, default=0, help="connector seed of the prompt targets (0: the envs')")
-    rp.add_argument("--random-episodes", type=int, default=3, help="random-action episodes scored as an extra column")
-    rp.add_argument("--align", choices=["sequence", "phase", "none"], default=None,
-                    help="alignment of the discrimination reward (genrl_gym.reward; default: the model's, as the envs)")
-
-    b = add("bench", cmd_bench, "Run benchmarks (results in benchmarks/results/).")
-    b.add_argument("names", nargs="*", help="quick: render collect vlm world_model reward agent (default: these); "
-                   "long (minutes to hours): behaviour compare faults")
-    b.add_argument("--args", default="", help="arguments for the benchmarks' own parsers, written with '=', e.g. "
-                   "--args=\"--domain walker --seconds 90 --offline-data runs/walker-pipeline/data\"")
+    groups: dict[str, Any] = {}
+    for name, command in commands().items():
+        parent = sub
+        if " " in name:  # a group such as `store verify`
+            group, name = name.split(" ", 1)
+            if group not in groups:
+                gp = sub.add_parser(group, help=_GROUPS[group], description=_GROUPS[group])
+                groups[group] = gp.add_subparsers(dest=f"{group}_command", metavar=f"{group.upper()}_COMMAND",
+                                                  required=True)
+            parent = groups[group]
+        help_ = plain_text(command.help)
+        sp = parent.add_parser(name, help=help_, description=help_, formatter_class=_HelpFormatter)
+        for spec in command.specs:
+            add_dataclass_arguments(sp, spec.cls, exclude=spec.exclude, aliases=spec.aliases, deprecated=spec.deprecated)
+        sp.set_defaults(func=command.func, specs=command.specs)
     return p
+
+
+def plain_text_paragraphs(doc: str) -> str:
+    """:func:`plain_text` of each paragraph of ``doc``, wrapped at 100 columns (blank lines kept)."""
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(plain_text(par), width=100) for par in doc.strip().split("\n\n"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -624,7 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        configs = [dataclass_from_args(spec.cls, args) for spec in args.specs]
+        return int(args.func(*configs))
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130

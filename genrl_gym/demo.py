@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +31,32 @@ class DemoConfig:
     """What the demo does; saved as ``<out>/config.json``."""
 
     domain: str = "walker"
+    """Domain of the world model and the task."""
     task: str = "stand"
+    """Task whose prompt is given and whose true reward is reported."""
     out: str = "runs/demo"
+    """Report folder: REPORT.md, results.json, GIFs, learning curves."""
     prompt: str | None = None
     """Text or a video path; default: text if the model has language, else the task's shipped clip."""
     model: str | None = None
     """Checkpoint path or model name; default: the domain name (shipped model)."""
-    agent_seconds: float = 240.0
+    agent_seconds: float = field(default=240.0, metadata={"positive": True})
     """Wall-time budget of GenRLAgent training (imagination)."""
-    sb3_seconds: float | None = None
+    sb3_seconds: float | None = field(default=None, metadata={"positive": True})
     """Wall-time budget of SAC on the GenRL reward; default: the agent's."""
     seeds: tuple[int, ...] = (0, 1, 2)
-    episode_frames: int = 1000
-    agent_preset: str = "small"
+    """Evaluation seeds (one episode each) of every policy."""
+    episode_frames: int = field(default=1000, metadata={"positive": True})
+    """Physics frames per evaluation episode (1000: the paper's)."""
+    agent_preset: str = field(default="small", metadata={"choices": "genrl_gym.agents.actor_critic:AGENT_PRESETS"})
+    """GenRLAgent size preset (:data:`genrl_gym.agents.AGENT_PRESETS`)."""
     seed: int = 0
-    tiny_episodes: int = 8
+    """Seed of the agents' training."""
+    tiny_episodes: int = field(default=8, metadata={"positive": True})
     """Random episodes for the tiny on-the-spot model (only when no model is shipped or given)."""
-    tiny_episode_frames: int = 200
-    tiny_steps: int = 300
+    tiny_episode_frames: int = field(default=200, metadata={"positive": True})
+    """Physics frames per episode of the tiny on-the-spot model's data."""
+    tiny_steps: int = field(default=300, metadata={"positive": True})
     """World-model updates of the tiny on-the-spot model."""
 
 

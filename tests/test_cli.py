@@ -71,12 +71,3 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["pipeline", "--domain", "walker", "--out", str(tmp_path / "p"), "--warm-start", "stand=walk"]) == 2
     assert "warm start stand=walk" in capsys.readouterr().err
     assert not (tmp_path / "p" / "experts").exists()
-
-
-def test_bench_names_and_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "nope"]) == 2
-    assert "compare" in capsys.readouterr().err  # lists the valid names
-    assert main(["bench", "render", "--args=--fast"]) == 2
-    assert "takes no arguments" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # the benchmark's own parser: offline starts need data
-        main(["bench", "compare", "--args=--methods genrl_offline"])

@@ -101,8 +101,8 @@ def test_a_models_recorded_reward_alignment_is_the_default_of_envs_agents_and_re
     plain = MFWM.load(export_model(run, "walker", tmp_path / "plain"))
     assert plain.reward_align == "sequence"  # nothing recorded: the reference's alignment
     dest = tmp_path / "phase"
-    model = MFWM.load(export_model(run, "walker", dest, reward_align="phase"))
-    assert model.reward_align == "phase" and json.loads((dest / "model.json").read_text())["reward_align"] == "phase"
+    model = MFWM.load(export_model(run, "walker", dest, align="phase"))
+    assert model.reward_align == "phase" and json.loads((dest / "model.json").read_text())["align"] == "phase"
     clip = dest / "prompts" / "walk.gif"
     env = GenRLReward(make_pixel_env("walker", "walk"), model, clip)
     assert env.scorer.align == "phase" and env.target.features.shape[0] == target_horizon("phase") + 1
@@ -115,9 +115,31 @@ def test_a_models_recorded_reward_alignment_is_the_default_of_envs_agents_and_re
     disc = model_report(dest, run / "heldout", tmp_path / "report", run_dir=run, random_episodes=0)["discrimination"]
     assert disc["align"] == "phase" and disc["target_steps"] == 49
     text = (tmp_path / "report" / "REPORT.md").read_text()
-    assert "genrl export --run <pipeline run> --domain walker --reward-align phase`" in text  # how to reproduce it
-    with pytest.raises(ValueError, match="reward_align='dtw'"):
-        export_model(run, "walker", tmp_path / "bad", reward_align="dtw")
+    assert "genrl export --run <pipeline run> --domain walker --align phase`" in text  # how to reproduce it
+    with pytest.raises(ValueError, match="align='dtw'"):
+        export_model(run, "walker", tmp_path / "bad", align="dtw")
+
+
+def test_the_old_reward_align_name_is_still_read(run: Path, tmp_path: Path) -> None:
+    """Models and calls from before ``align`` was the one name of the setting still work."""
+    import shutil
+
+    with pytest.warns(DeprecationWarning, match="use align"):
+        path = export_model(run, "walker", tmp_path / "new", reward_align="phase")
+    model = MFWM.load(path)
+    assert model.reward_align == model.metadata["align"] == "phase" and "reward_align" not in model.metadata
+    with pytest.raises(ValueError, match="pass align only"):
+        export_model(run, "walker", tmp_path / "both", align="phase", reward_align="phase")
+    # a run whose model.pt was written before the rename records metadata["reward_align"]
+    old_run = tmp_path / "old-run"
+    shutil.copytree(run, old_run)
+    old = MFWM.load(old_run / "mfwm" / "mfwm.pt")
+    old.metadata = {k: v for k, v in old.metadata.items() if k != "align"} | {"reward_align": "phase"}
+    old.save(old_run / "mfwm" / "mfwm.pt")
+    assert MFWM.load(old_run / "mfwm" / "mfwm.pt").reward_align == "phase"
+    renamed = MFWM.load(export_model(old_run, "walker", tmp_path / "renamed"))  # keeps the run's, under the new name
+    assert renamed.metadata["align"] == "phase" and "reward_align" not in renamed.metadata
+    assert json.loads((tmp_path / "renamed" / "model.json").read_text())["align"] == "phase"
 
 
 def test_export_refuses_oversized_model_without_touching_dest(run: Path, tmp_path: Path) -> None:
@@ -231,6 +253,7 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
     import shlex
     from dataclasses import asdict
 
+    from genrl_gym._argparse_dataclass import dataclass_from_args
     from genrl_gym.cli import build_parser
     from genrl_gym.training.export import _reproduce_command
     from genrl_gym.training.experts import ExpertConfig
@@ -242,8 +265,9 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
                          heldout_episodes=10, clip_reward_tolerance=0.05, handover_episodes=4, handover_steps=30)
     command = _reproduce_command(json.loads(json.dumps(asdict(cfg))), "walker")
     args = build_parser().parse_args(shlex.split(command)[1:])
-    assert (args.domain, args.preset, args.steps, args.expert_steps) == ("walker", "cpu", 12000, 400000)
+    assert (args.domain, args.preset, args.mfwm_steps, vars(args)["expert.total_steps"]) == ("walker", "cpu", 12000, 400000)
     assert dict(args.warm_start) == {"walk": "stand"} and args.random_episodes == 24
     assert dict(args.expert_algo) == {"run": "sac"} and dict(args.expert_task_steps) == {"run": 1_000_000}
     assert args.heldout_episodes == 10 and args.clip_reward_tolerance == 0.05
     assert (args.handover_episodes, args.handover_steps) == (4, 30)
+    assert dataclass_from_args(PipelineConfig, args) == cfg  # every field, as the pipeline command builds it

@@ -178,10 +178,11 @@ class MFWM(nn.Module):
 
     @property
     def reward_align(self) -> str:
-        """The reward alignment this model was checked with (``metadata["reward_align"]``, set by ``genrl export
-        --reward-align``; ``"sequence"``, the reference's, when absent). Envs, wrappers, agents and reports use it when
-        no ``align`` is given."""
-        return str(self.metadata.get("reward_align", "sequence"))
+        """The reward alignment this model was checked with (``metadata["align"]``, set by ``genrl export --align``;
+        models exported before the setting had one name say ``metadata["reward_align"]``, still read; ``"sequence"``,
+        the reference's, when absent). Envs, wrappers, agents and reports use it when no ``align`` is given. (Not
+        ``MFWM.align``: that is the aligner, :meth:`align`.)"""
+        return str(self.metadata.get("align", self.metadata.get("reward_align", "sequence")))
 
     def reward_features(self, stoch: Tensor) -> Tensor:
         """The decoder's first Linear (with bias) on one-hot ``stoch [..., S*C]`` -> ``[..., F]``, F = 32 * cnn_depth."""

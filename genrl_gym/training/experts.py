@@ -41,23 +41,27 @@ EXPERT_ALGOS = ("ppo", "sac")
 class ExpertConfig:
     """How one task's expert is trained (SB3 PPO or SAC on proprioception)."""
 
-    total_steps: int = 1_000_000
+    total_steps: int = field(default=1_000_000, metadata={"positive": True})
     """Agent steps of training (action repeat 2: twice as many physics frames)."""
-    algo: str = "ppo"
+    algo: str = field(default="ppo", metadata={"choices": "genrl_gym.training.experts:EXPERT_ALGOS"})
     """``ppo`` (about 1,000-2,300 steps/s on 2 cores; plateaus on hard tasks such as walker run at a true return near
     260) or ``sac`` (about 460 steps/s at one thread with the default 2 updates per 8 env steps; off-policy, so far
     more return per step)."""
     stages: tuple[float, ...] = (0.2, 0.5, 1.0)
     """Fractions of ``total_steps`` at which a checkpoint (a data-collection stage) is kept."""
-    n_envs: int = 8
+    n_envs: int = field(default=8, metadata={"positive": True})
+    """Parallel environments of the expert's training."""
     seed: int = 0
+    """Seed of the expert's training."""
     ppo_kwargs: dict[str, Any] = field(default_factory=lambda: {
         "n_steps": 512, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99, "gae_lambda": 0.95,
         "clip_range": 0.2, "ent_coef": 0.0, "policy_kwargs": {"net_arch": [256, 256], "log_std_init": -0.5}})
+    """Keyword arguments of SB3 ``PPO``."""
     sac_kwargs: dict[str, Any] = field(default_factory=lambda: {
         # 2 gradient steps per 8 env steps (4 envs x train_freq 2): the update ratio that fits 2 CPU cores
         "learning_starts": 5000, "train_freq": 2, "gradient_steps": 2, "batch_size": 256, "buffer_size": 1_000_000,
         "learning_rate": 3e-4, "gamma": 0.99, "tau": 0.005, "policy_kwargs": {"net_arch": [256, 256]}})
+    """Keyword arguments of SB3 ``SAC``."""
 
     def __post_init__(self) -> None:
         if self.algo not in EXPERT_ALGOS:

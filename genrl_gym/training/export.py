@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,8 @@ def _vlm_summary(vlm: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.PathLike[str] | None = None, *,
-                 half: bool = True, max_mb: float = DEFAULT_MAX_MB, reward_align: str | None = None) -> Path:
+                 half: bool = True, max_mb: float = DEFAULT_MAX_MB, align: str | None = None,
+                 reward_align: str | None = None) -> Path:
     """Ship a pipeline run's world model and prompt clips into a model folder (idempotent; atomic writes).
 
     :param run_dir: ``genrl pipeline --out`` folder with ``mfwm/mfwm.pt``, ``clips/`` (clip GIFs + ``clips.json``) and
@@ -148,8 +150,9 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
     :param dest: output folder (default ``genrl_gym/pretrained/<domain>``, what ``model="<domain>"`` resolves to).
     :param half: store fp16 weights (loaded back as fp32 by ``MFWM.load``); False keeps fp32.
     :param max_mb: refuse a ``model.pt`` larger than this many MB (10^6 bytes), before anything is replaced.
-    :param reward_align: the reward alignment the model was checked with (``metadata["reward_align"]``, the default of
-        its envs, agents and reports; :attr:`genrl_gym.models.MFWM.reward_align`); None keeps the checkpoint's.
+    :param align: the reward alignment the model was checked with (``metadata["align"]``, the default of its envs,
+        agents and reports; :attr:`genrl_gym.models.MFWM.reward_align`); None keeps the checkpoint's.
+    :param reward_align: deprecated old name of ``align`` (a DeprecationWarning; passing both is an error).
     :return: the path of ``dest/model.pt``.
     :raises FileNotFoundError: missing run folder, model, clips or recipe (the message says which stage to run).
     :raises CheckpointError: wrong domain, corrupt checkpoint or JSON, or a model over the size budget.
@@ -172,11 +175,16 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
         clips[task] = {**info, "file": f"prompts/{task}.gif", "heldout_store": "heldout"}
     # metadata travels inside model.pt: what it was trained on and where its prompt clips came from (no paths of this
     # machine, no times: the same run must export to the same bytes)
-    if reward_align is not None and reward_align not in ALIGNS:
-        raise ValueError(f"reward_align={reward_align!r}; choose one of {', '.join(ALIGNS)}")
-    meta = {k: v for k, v in model.metadata.items() if k != "store"}
     if reward_align is not None:
-        meta["reward_align"] = reward_align
+        if align is not None:
+            raise ValueError("pass align only (reward_align is its deprecated old name)")
+        warnings.warn("export_model(reward_align=...) is deprecated; use align=...", DeprecationWarning, stacklevel=2)
+        align = reward_align
+    if align is not None and align not in ALIGNS:
+        raise ValueError(f"align={align!r}; choose one of {', '.join(ALIGNS)}")
+    meta = {k: v for k, v in model.metadata.items() if k not in ("store", "reward_align")}
+    if align is not None or model.metadata.get("reward_align") is not None:  # one key: the old one is renamed
+        meta["align"] = align if align is not None else model.reward_align
     meta.update(recipe=recipe, pipeline=files["pipeline"], preset=cfg.preset, updates=updates, prompts=clips,
                 exported_from=run.name, weights_dtype="float16" if half else "float32")
     model.metadata = meta
@@ -219,7 +227,7 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
         "episodes": recipe.get("episodes"),
         "vlm": _vlm_summary(model._vlm),
         "render_settings": model.render_settings,
-        "reward_align": model.reward_align,
+        "align": model.reward_align,
         "image_size": cfg.image_size,
         "action_dim": cfg.action_dim,
         "embed_dim": cfg.embed_dim,

@@ -39,43 +39,54 @@ class PipelineConfig:
     """Everything ``genrl pipeline`` does for one domain; saved as ``<out>/pipeline.json``."""
 
     domain: str = "walker"
+    """Domain of the world model (a domain of the task table :data:`genrl_gym.envs.TASKS`)."""
     tasks: tuple[str, ...] = ()
     """Tasks with task-solving data; empty = the domain's in-distribution tasks of the task table."""
-    preset: str = "cpu"
-    """MFWM size preset (``tiny``, ``cpu``, ``small``, ``paper``)."""
+    preset: str = field(default="cpu", metadata={"choices": "genrl_gym.models.presets:PRESETS"})
+    """MFWM size preset (:data:`genrl_gym.models.PRESETS`)."""
     vlm: str = "video-only"
     """VLM spec (:func:`genrl_gym.vlm.load_vlm`); ``open_clip:ViT-B-32:<weights>`` gives a text-capable model."""
-    mfwm_steps: int = 20_000
+    mfwm_steps: int = field(default=20_000, metadata={"positive": True})
     """World-model updates."""
     expert: ExpertConfig = field(default_factory=ExpertConfig)
-    expert_algo: dict[str, str] = field(default_factory=dict)
+    """How each task's expert is trained."""
+    expert_algo: dict[str, str] = field(default_factory=dict, metadata={"metavar": "TASK=ALGO"})
     """Per-task expert algorithm ``{task: "ppo" | "sac"}`` overriding ``expert.algo``. Walker: ``{"run": "sac"}``
     (PPO's run expert plateaus at a true return near 260 and moves like the walk expert)."""
-    expert_task_steps: dict[str, int] = field(default_factory=dict)
+    expert_task_steps: dict[str, int] = field(default_factory=dict, metadata={"metavar": "TASK=STEPS", "positive": True})
     """Per-task training steps ``{task: steps}`` overriding ``expert.total_steps`` (an easy task needs fewer)."""
-    warm_start: dict[str, str] = field(default_factory=dict)
+    warm_start: dict[str, str] = field(default_factory=dict, metadata={"metavar": "TASK=SOURCE"})
     """Expert curriculum ``{task: source task}``: the task's expert starts from the final stage of the source task's
     expert (which must come earlier in ``tasks``). Walker: ``{"walk": "stand", "run": "walk"}``."""
-    episodes_per_stage: int = 6
+    episodes_per_stage: int = field(default=6, metadata={"positive": True})
     """Pixel episodes per (task, expert stage)."""
     random_episodes: int = 24
+    """Episodes of random actions."""
     handover_episodes: int = 0
     """Per task, episodes of random actions for ``handover_steps`` steps, then the final expert (with the action
     noise): the expert gets up from wherever chance left the body, states its own episodes show only at the start."""
-    handover_steps: int = 50
-    heldout_episodes: int = 3
-    """Held-out episodes per task (final expert stage, seeds disjoint from training data)."""
+    handover_steps: int = field(default=50, metadata={"positive": True})
+    """Random-action steps at the start of a handover episode."""
+    heldout_episodes: int = field(default=3, metadata={"positive": True})
+    """Held-out episodes per task (final expert stage, seeds disjoint from training data): the prompt clips and the
+    report's reconstructions and discrimination check (3 are enough for the clips, few for the check)."""
     action_noise: float = 0.3
     """Std of Gaussian noise on expert actions while collecting (diversity)."""
-    episode_frames: int = 1000
-    num_envs: int = 2
+    episode_frames: int = field(default=1000, metadata={"positive": True})
+    """Physics frames per collected episode."""
+    num_envs: int = field(default=2, metadata={"positive": True})
+    """Parallel environments while collecting."""
     vectorization: str = "async"
-    clip_frames: int = 32
+    """``async`` (one worker process per environment) or ``sync``, while collecting."""
+    clip_frames: int = field(default=32, metadata={"positive": True})
+    """Frames of a prompt clip."""
     clip_reward_tolerance: float = 0.0
     """Clips: among held-out windows within this fraction of the best mean true reward, the stillest is cut
     (:func:`write_prompt_clips`); 0 cuts the highest-reward window."""
     seed: int = 0
+    """Seed of every stage (experts, collection, training)."""
     device: str | None = None
+    """Torch device of the world-model training (``cpu``, ``cuda``, ``cuda:1`` ...); None: cuda if available."""
 
     def resolved_tasks(self) -> tuple[str, ...]:
         """The tasks this pipeline trains experts for."""

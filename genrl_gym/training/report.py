@@ -579,7 +579,7 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
     summary = {"domain": model.domain, "preset": cfg.preset, "updates": meta.get("updates"),
                "frames": (meta.get("recipe") or {}).get("frames", meta.get("num_frames")),
                "vlm": _vlm_summary(model._vlm), "render_settings": model.render_settings,
-               "reward_align": meta.get("reward_align"),
+               "align": meta.get("align", meta.get("reward_align")),
                "model_file": _short(loc["model_path"]) if loc["model_path"] else None,
                "model_sha256": file_sha256(loc["model_path"]) if loc["model_path"] else None,
                "heldout_store": _short(store.root)}
@@ -693,7 +693,7 @@ def _markdown(r: dict[str, Any], out: Path) -> str:
               _md_table(["prompt \\ episodes"] + [f"{b} episodes" for b in tasks], spread), "",
               "## Files", "", _md_table(["file", "bytes"], [[k, str(v)] for k, v in r["files"].items()]), "",
               f"Reproduce: `genrl export --run <pipeline run> --domain {m['domain']}"
-              + (f" --reward-align {m['reward_align']}" if m.get("reward_align") else "")
+              + (f" --align {m['align']}" if m.get("align") else "")
               + "`, then `genrl report --run <pipeline "
               f"run> --out <model folder> --model <model folder>` (the shipped folder: genrl_gym/pretrained/{m['domain']}).",
               ""]
