@@ -8,7 +8,7 @@ offline): its speed does not depend on the weight values, and it runs the same c
 
 Rows:
 - ``embed_video``: independent windows ``uint8 [N, 8, 64, 64, 3]`` (what video prompts and wrappers call).
-- ``dataset pass``: ``genrl_gym.data.embed.embed_frames`` on one clip, i.e. the window ending at every frame
+- ``dataset pass``: ``genrl_gym.vlm.embed.embed_frames`` on one clip, i.e. the window ending at every frame
   (stride 1); both backends use their ``embed_sliding`` path, which computes per-frame work once per frame.
 - ``embed_text``: a batch of prompts.
 """
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks._machine import write_results
-from genrl_gym.data.embed import embed_frames
+from genrl_gym.vlm.embed import embed_frames
 from genrl_gym.vlm import load_vlm
 
 PROMPTS = ["a walker running fast", "stand up straight", "doing a backflip", "lying on the ground",
