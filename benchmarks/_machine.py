@@ -71,3 +71,32 @@ def write_results(name: str, results: dict[str, Any], table: str, notes: str = "
     with atomic_write(out / f"{name}.md", "w") as f:
         f.write(md)
     return out / f"{name}.json"
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_relative(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the repository root when it lies inside it (e.g. ``genrl_gym/pretrained/walker/prompts/
+    run.gif``, the same on every clone), else unchanged, so results name files without the machine's checkout path."""
+    p = Path(path)
+    try:
+        return Path(os.path.abspath(p)).relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def reproduce_command(module: str, *options: tuple[str, Any]) -> str:
+    """The command line that reruns a benchmark: ``python -m <module>`` then ``--<flag> <value>`` for each option.
+
+    :param module: the benchmark module, e.g. ``"benchmarks.bench_behaviour"``.
+    :param options: ``(flag, value)`` pairs in order; a value of None leaves the flag out, a list or tuple gives its
+        items separated by spaces, anything else its ``str`` (format numbers and quote JSON before passing them).
+    """
+    parts = ["python -m", module]
+    for flag, value in options:
+        if value is None:
+            continue
+        parts.append(f"--{flag}")
+        parts.append(" ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
+    return " ".join(parts)

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="the reward's alignment (genrl_gym.reward.trajectory_match; default: the model's)")
     args = p.parse_args(argv)
 
-    from benchmarks._machine import write_results
+    from benchmarks._machine import repo_relative, reproduce_command, write_results
     from genrl_gym.envs import get_task
     from genrl_gym.utils import atomic_write
 
@@ -150,20 +150,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{np.mean([runs[(t, s)]['imagined_reward_per_step'] for s in args.seeds]):.3f} | "
                     f"{np.mean([runs[(t, s)]['real_genrl_reward_per_step'] for s in args.seeds]):.3f} |")
     updates = [runs[k]["updates"] for k in jobs]
+    reproduce = reproduce_command(
+        "benchmarks.bench_behaviour", ("domain", args.domain), ("tasks", args.tasks), ("seeds", args.seeds),
+        ("seconds", f"{args.seconds:.0f}"), ("model", args.model or None), ("prompt-dir", args.prompt_dir or None),
+        ("align", args.align or None), ("overrides", f"'{args.overrides}'" if args.overrides else None),
+        ("clock", args.clock if args.clock != "wall" else None))
     notes = (f"GenRLAgent (`{args.preset}` preset, data-free starts) trained for {args.seconds:.0f} s of "
              f"{'wall time' if args.clock == 'wall' else 'its own CPU time'} per run "
              f"({min(updates)}-{max(updates)} behaviour updates; the paper uses 50k) from the task's shipped video clip, "
              f"{args.workers} runs in parallel at one torch thread each; model `{model}`. Each trained agent is evaluated "
              f"on {len(eval_seeds)} episodes of 1000 frames (seeds {eval_seeds}) on the TRUE task reward; the random "
              "policy on the same seeds. Normalised = (return - random) / (expert - random) with the task table's "
-             "constants. Reproduce: `python -m benchmarks.bench_behaviour --domain "
-             f"{args.domain} --tasks {' '.join(args.tasks)} --seeds {' '.join(map(str, args.seeds))} "
-             f"--seconds {args.seconds:.0f}"
-             + (f" --model {args.model}" if args.model else "")
-             + (f" --prompt-dir {args.prompt_dir}" if args.prompt_dir else "")
-             + (f" --align {args.align}" if args.align else "")
-             + (f" --overrides '{args.overrides}'" if args.overrides else "")
-             + (f" --clock {args.clock}" if args.clock != "wall" else "") + "`. Imagined reward/step: the mean GenRL "
+             f"constants. Reproduce: `{reproduce}`. Imagined reward/step: the mean GenRL "
              "reward of the imagined trajectories over the last 10% of updates; real GenRL reward/step: what the same "
              "policy earns per step from the same prompt in the real env during evaluation.")
     results_dir = Path(args.results_dir) if args.results_dir else None
@@ -171,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.summary:
         update_summary(args.summary, results_dir, [
             {"domain": args.domain, "task": t, "model_sha256": results["model_sha256"],
-             "prompt": runs[(t, args.seeds[0])]["prompt"], "seconds_per_seed": args.seconds, "clock": args.clock,
+             "prompt": repo_relative(runs[(t, args.seeds[0])]["prompt"]), "seconds_per_seed": args.seconds,
+             "clock": args.clock,
              "seeds": list(args.seeds), "returns": [runs[(t, s)]["mean"] for s in args.seeds],
              "random_mean": randoms[t]["mean"], "normalised_mean": results["tasks"][t]["normalized_mean"],
              "imagined_reward_per_step": [runs[(t, s)]["imagined_reward_per_step"] for s in args.seeds],

@@ -98,12 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     table = "\n".join(lines)
     print(table)
     if args.name:
-        from benchmarks._machine import write_results
+        from benchmarks._machine import reproduce_command, write_results
 
-        cmd = ("python -m benchmarks.sweep_behaviour --domain " + args.domain + " --tasks " + " ".join(args.tasks)
-               + " --seeds " + " ".join(map(str, args.seeds)) + f" --cpu-seconds {args.cpu_seconds:.0f} --variants "
-               + " ".join(f"{k}='{json.dumps(v)}'" for k, v in variants.items())
-               + (f" --model {args.model}" if args.model else ""))
+        cmd = reproduce_command(
+            "benchmarks.sweep_behaviour", ("domain", args.domain), ("tasks", args.tasks), ("seeds", args.seeds),
+            ("cpu-seconds", f"{args.cpu_seconds:.0f}"),
+            ("variants", [f"{k}='{json.dumps(v)}'" for k, v in variants.items()]), ("model", args.model or None))
         write_results(args.name, {"model": model, "preset": args.preset, "cpu_seconds": args.cpu_seconds,
                                   "eval_seeds": eval_seeds, "rows": summary},
                       table, f"Data-free GenRLAgent from the shipped clip, {args.cpu_seconds:.0f} CPU seconds per job "

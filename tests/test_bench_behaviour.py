@@ -34,6 +34,7 @@ def test_behaviour_benchmark_writes_summary_rows(tmp_path: Path) -> None:
     stand = rows[1]
     assert stand["returns"] == [run["mean"]] and stand["seeds"] == [0] and stand["seconds_per_seed"] == 2
     assert len(stand["model_sha256"]) == 64 and stand["prompt"].endswith("stand.gif")
+    assert stand["prompt"] == str(tmp_path / "clips" / "stand.gif")  # outside the repository: kept absolute
     assert stand["normalised_mean"] == pytest.approx((run["mean"] - 150) / (970 - 150))
     assert rows[0] == {"domain": "cheetah", "task": "run", "returns": [1.0]}  # other domains' rows are kept
     assert "real GenRL reward/step" in (res / "beh.md").read_text()

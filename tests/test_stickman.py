@@ -227,3 +227,56 @@ def test_seeding_is_reproducible() -> None:
     np.testing.assert_array_equal(np.stack(obs_a), np.stack(obs_b))
     assert rew_a == rew_b
     assert not np.allclose(obs_a[0], obs_c[0])  # a different seed gives a different random initial pose
+
+
+def _reference_rewards(physics: stickman.Physics) -> dict[str, float]:
+    """The stickman's true rewards written out from its documented formulas (the pre-refactor arithmetic, term by
+    term), on the Physics measurement methods, with dm_control's tolerance directly."""
+    from dm_control.utils.rewards import tolerance
+
+    def above(x: float, a: float, m: float) -> float:
+        return float(tolerance(x, bounds=(a, float("inf")), margin=m))
+
+    def below(x: float, a: float, m: float) -> float:
+        return float(tolerance(x, bounds=(-float("inf"), a), margin=m))
+
+    def lin_above(x: float, a: float, m: float) -> float:
+        return float(tolerance(x, bounds=(a, float("inf")), margin=m, value_at_margin=0.5, sigmoid="linear"))
+
+    stand = (3.0 * above(physics.torso_height(), 1.15, 1.15 / 2) + (1.0 + physics.torso_upright()) / 2.0) / 4.0
+    out = {name: stand * (5.0 * lin_above(physics.horizontal_velocity(), speed, speed / 2) + 1.0) / 6.0
+           for name, speed in (("stand", 0.0), ("walk", 1.0), ("run", 8.0))}
+    upside = (3.0 * above(float(physics.foot_heights().mean()), 1.1, 0.55)
+              + 2.0 * above(float(physics.thigh_heights().mean()), 1.0, 0.5)) / 5.0
+    flips = [(5.0 * lin_above(s * physics.angmomentum(), 16.0, 8.0) + 1.0) / 6.0 for s in (1.0, -1.0)]
+    out["flip"] = upside * flips[0]
+    out["flipping"] = upside * max(flips)
+    out["headstand"] = upside
+    margin = 0.1 * 1.5
+    out["lying_down"] = (3.0 * below(physics.torso_height(), 0.1, margin) + (1.0 - abs(physics.torso_upright()))
+                         + below(float(physics.thigh_heights().mean()), 0.1, margin)
+                         + below(float(physics.foot_heights().mean()), 0.1, margin)
+                         + below(float(physics.leg_heights().mean()), 0.1, margin)) / 7.0
+    feet = physics.foot_heights()
+    out["one_foot"] = (above(physics.torso_height(), 1.0, 0.5) * above(float(feet.max()), 0.5, 0.25)
+                       * below(float(feet.min()), 0.1, margin))
+    out["hands_up"] = stand * above(float(physics.hand_heights().mean()), 1.75, 0.875)
+    return out
+
+
+def test_true_rewards_match_the_written_out_formulas_bit_for_bit() -> None:
+    """Every step of a seeded random rollout: the task rewards (built on genrl_gym.envs.rewards) equal the stickman's
+    formulas computed independently, exactly (==, not approx), so moving helpers around cannot change a reward."""
+    envs = {task: stickman.load(task, random=5) for task in _reference_rewards(stickman.load("stand").physics)}
+    rng = np.random.RandomState(5)
+    for env in envs.values():
+        env.reset()
+    nonzero = dict.fromkeys(envs, 0)
+    for _ in range(200):
+        action = rng.uniform(-1, 1, 10)
+        for task, env in envs.items():
+            reward = env.step(action).reward
+            expected = _reference_rewards(env.physics)[task]
+            assert reward == expected, (task, reward, expected)
+            nonzero[task] += reward > 0
+    assert all(n > 20 for n in nonzero.values()), nonzero  # the comparison covered informative values

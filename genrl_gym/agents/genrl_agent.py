@@ -36,10 +36,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback, ProgressBarCallback
 from stable_baselines3.common.env_util import is_wrapped
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
-from stable_baselines3.common.vec_env.patch_gym import _patch_env
 from torch import Tensor, nn
 
 from genrl_gym.agents.actor_critic import (Actor, ActorCriticConfig, Critic, actor_loss, agent_preset, critic_loss,
@@ -47,6 +45,7 @@ from genrl_gym.agents.actor_critic import (Actor, ActorCriticConfig, Critic, act
                                            update_return_ema)
 from genrl_gym.models import MFWM, State
 from genrl_gym.models.rssm import uniform_onehot
+from genrl_gym import sb3_compat
 from genrl_gym.reward import ALIGNS, SCORES, target_horizon, trajectory_match
 from genrl_gym.utils import CheckpointError, atomic_write
 
@@ -60,12 +59,6 @@ AGENT_FORMAT_VERSION = 1  # version 1 headers written since the world-model chec
 _HEADER = "genrl_agent.json"
 _MFWM_ENTRY = "mfwm.pt"  # not ".pth": SB3's loader treats every .pth entry as a state dict
 _KL_SCORES = ("neg_kl", "cosine_kl")  # scores that compare latent distributions (need the target's logits)
-
-
-def _pickled_keys(data_json: str) -> list[str]:
-    """Keys of an SB3 ``data`` entry stored as cloudpickle blobs (``{":serialized:": ...}``), never unpickled here."""
-    data = json.loads(data_json)
-    return [k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v]
 
 
 class GenRLPolicy(nn.Module):
@@ -277,7 +270,7 @@ class GenRLAgent(BaseAlgorithm):
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """Vectorise (and Monitor) like SB3, but keep images channel-last: the world model reads ``[H, W, 3]``."""
         if not isinstance(env, VecEnv):
-            env = _patch_env(env)
+            env = sb3_compat.patch_env(env)
             if monitor_wrapper and not is_wrapped(env, Monitor):
                 env = Monitor(env)
             env = DummyVecEnv([lambda: env])  # type: ignore[list-item, return-value]
@@ -535,22 +528,8 @@ class GenRLAgent(BaseAlgorithm):
     def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, reset_num_timesteps: bool = True,
                      tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, BaseCallback]:
         """SB3's ``_setup_learn`` without the environment reset (learning needs no environment)."""
-        from collections import deque
-
-        self.start_time = time.time_ns()
-        if self.ep_info_buffer is None or reset_num_timesteps:
-            self.ep_info_buffer = deque(maxlen=self._stats_window_size)
-            self.ep_success_buffer = deque(maxlen=self._stats_window_size)
-        if reset_num_timesteps:
-            self.num_timesteps = 0
-            self._episode_num = 0
-        else:
-            total_timesteps += self.num_timesteps
-        self._total_timesteps = total_timesteps
-        self._num_timesteps_at_start = self.num_timesteps
+        total_timesteps = sb3_compat.setup_learn(self, total_timesteps, reset_num_timesteps, tb_log_name)
         self._imagined_since_start = 0.0
-        if not self._custom_logger:
-            self._logger = sb3_utils.configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps)
         return total_timesteps, self._init_callback(callback, progress_bar)
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
@@ -772,7 +751,7 @@ class GenRLAgent(BaseAlgorithm):
                                           "algorithm loads with that algorithm's .load")
                 header = json.loads(archive.read(_HEADER).decode())
                 mfwm_bytes = archive.read(_MFWM_ENTRY) if _MFWM_ENTRY in names else None
-                pickled = _pickled_keys(archive.read("data").decode()) if "data" in names else []
+                pickled = sb3_compat.pickled_keys(sb3_compat.read_data(archive)) if sb3_compat.DATA_ENTRY in names else []
             if header.get("format") != AGENT_FORMAT:
                 raise CheckpointError(f"{p}: unknown format {header.get('format')!r} (expected {AGENT_FORMAT!r})")
             if int(header.get("version", 0)) > AGENT_FORMAT_VERSION:
@@ -782,8 +761,8 @@ class GenRLAgent(BaseAlgorithm):
             # and the policy class come from the world model, the episode buffers start empty, the learning rate is
             # the recorded agent config's (pass custom_objects={"learning_rate": schedule} for a schedule).
             safe = {key: None for key in pickled}
-            data, params, _ = load_from_zip_file(p, device=device, custom_objects={**safe, **(custom_objects or {})},
-                                                 print_system_info=print_system_info)
+            data, params, _ = sb3_compat.load_zip(p, device=device, custom_objects={**safe, **(custom_objects or {})},
+                                                  print_system_info=print_system_info)
         except CheckpointError:
             raise
         except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as e:

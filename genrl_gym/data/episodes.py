@@ -14,8 +14,9 @@ Layout of a store directory::
 
 Why one uncompressed ``.npz`` per episode: a single file makes the write atomic (temp file + fsync + rename), and
 ``np.savez`` stores members uncompressed (ZIP_STORED), so each member's ``.npy`` payload sits contiguously at a fixed
-offset inside the file. :meth:`EpisodeStore.open` memory-maps those payloads directly (no decoding, no copy), which is
-what lets :class:`genrl_gym.data.SequenceSampler` stream segments from a store far larger than RAM. Compressed files
+offset inside the file. :meth:`EpisodeStore.open` memory-maps those payloads directly (no decoding, no copy; see
+:mod:`genrl_gym.data.npz_mmap`), which is what lets :class:`genrl_gym.data.SequenceSampler` stream segments from a
+store far larger than RAM. Compressed files
 (e.g. written with ``np.savez_compressed`` by other tools) still load; their members are decoded into memory instead.
 
 Episode format (length ``L`` = agent steps + 1; row 0 is the reset observation, its action/reward rows are zeros):
@@ -53,9 +54,7 @@ recognise. Temporary files of killed writers are removed by the next writer.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import mmap
 import os
 import re
 import struct
@@ -71,6 +70,7 @@ from typing import Any
 
 import numpy as np
 
+from genrl_gym.data.npz_mmap import NpzFormatError, open_npz
 from genrl_gym.utils import DatasetError, atomic_write
 
 try:  # POSIX advisory locks; on platforms without fcntl writers are not serialised across processes
@@ -215,32 +215,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON serialisable")
-
-
-def _read_npy_header(buf: Any, start: int, where: Path, key: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """Parse the ``.npy`` header at ``buf[start:]``; return (shape, fortran_order, dtype, offset of the data)."""
-    prefix = bytes(buf[start:start + 12])
-    if len(prefix) < 10 or prefix[:6] != b"\x93NUMPY":
-        raise _corrupt(where, f"member {key!r} is not a .npy array")
-    major = prefix[6]
-    if major == 1:
-        header_end = start + 10 + struct.unpack("<H", prefix[8:10])[0]
-    elif major in (2, 3) and len(prefix) == 12:
-        header_end = start + 12 + struct.unpack("<I", prefix[8:12])[0]
-    else:
-        raise _corrupt(where, f"member {key!r} has unsupported .npy version {major}")
-    fp = io.BytesIO(bytes(buf[start:header_end]))
-    try:  # numpy's own parser: validates the header dict and dtype without evaluating arbitrary code
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        else:
-            shape, fortran, dtype = np.lib.format._read_array_header(fp, version)  # type: ignore[attr-defined]
-    except Exception as e:  # noqa: BLE001 - any parse failure means a corrupt member
-        raise _corrupt(where, f"member {key!r} has an unreadable .npy header: {e}") from e
-    return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype), header_end
 
 
 class EpisodeStore:
@@ -684,24 +658,9 @@ class EpisodeStore:
         if not path.is_file():
             raise DatasetError(f"{path}: no such episode file in {self.root} (deleted while in use?).")
         try:
-            with open(path, "rb") as fh:
-                zf = zipfile.ZipFile(fh)  # reads the central directory: a truncated file fails here
-                infos = zf.infolist()
-                size = os.fstat(fh.fileno()).st_size
-                buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-                episode: dict[str, np.ndarray] = {}
-                for info in infos:
-                    if not info.filename.endswith(".npy"):
-                        raise _corrupt(path, f"unexpected member {info.filename!r}")
-                    key = info.filename[:-4]
-                    if info.compress_type == zipfile.ZIP_STORED:
-                        episode[key] = self._map_member(path, buf, info, key, verify)
-                    else:
-                        with zf.open(info) as member:  # decoding reads to EOF, so the CRC is checked
-                            episode[key] = np.lib.format.read_array(member, allow_pickle=False)
-                zf.close()
-        except DatasetError:
-            raise
+            episode = open_npz(path, verify=verify)
+        except NpzFormatError as e:
+            raise _corrupt(path, str(e)) from e
         except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError, struct.error) as e:
             raise _corrupt(path, f"{type(e).__name__}: {e}") from e
         length = validate_episode(episode, where=str(path))
@@ -709,30 +668,6 @@ class EpisodeStore:
         if with_embeddings:
             episode["embedding"] = self._load_embedding(path, length, mmap=True)
         return episode
-
-    @staticmethod
-    def _map_member(path: Path, buf: Any, info: zipfile.ZipInfo, key: str, verify: bool) -> np.ndarray:
-        """Array view of an uncompressed zip member, located through its local file header."""
-        off = info.header_offset
-        local = bytes(buf[off:off + 30])
-        if len(local) < 30 or local[:4] != b"PK\x03\x04":
-            raise _corrupt(path, f"bad local header for member {key!r}")
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        start = off + 30 + name_len + extra_len
-        end = start + info.file_size
-        if end > len(buf):
-            raise _corrupt(path, f"member {key!r} runs past the end of the file")
-        if verify and zlib.crc32(memoryview(buf)[start:end]) != info.CRC:
-            raise _corrupt(path, f"CRC-32 mismatch in member {key!r}")
-        shape, fortran, dtype, data_start = _read_npy_header(buf, start, path, key)
-        if dtype.hasobject:
-            raise _corrupt(path, f"member {key!r} holds Python objects")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if data_start + nbytes != end:
-            raise _corrupt(path, f"member {key!r}: header says {nbytes} bytes of data, member holds "
-                                 f"{end - data_start}")
-        arr = np.ndarray(shape, dtype=dtype, buffer=buf, offset=data_start, order="F" if fortran else "C")
-        return arr
 
     def verify(self, *, with_embeddings: bool = False, progress: bool = False) -> int:
         """Fully load and validate every episode (and embeddings); return the number checked.

@@ -217,9 +217,10 @@ def _stage_data(path: Path) -> dict[str, Any]:
     class, schedules); they stay text: nothing a run folder holds is unpickled."""
     import zipfile
 
+    from genrl_gym import sb3_compat
+
     try:
-        with zipfile.ZipFile(path) as archive:
-            return dict(json.loads(archive.read("data").decode()))
+        return sb3_compat.read_data(path)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path}: not a readable expert stage ({type(e).__name__}: {e}); retrain that stage "
                               "(delete it and run the same command)") from e
@@ -227,18 +228,20 @@ def _stage_data(path: Path) -> dict[str, Any]:
 
 def _stage_params(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(state dicts, torch variables)`` of an SB3 zip, read with ``torch.load(weights_only=True)``."""
-    from stable_baselines3.common.save_util import load_from_zip_file
+    from genrl_gym import sb3_compat
 
-    _, params, variables = load_from_zip_file(str(path), device="cpu", load_data=False)
-    return params or {}, variables or {}
+    _, params, variables = sb3_compat.load_zip(str(path), device="cpu", load_data=False)
+    return params, variables
 
 
 def _stage_policy(algo: str, path: Path) -> Any:
     """The SB3 ``MlpPolicy`` of a stage, rebuilt from its recorded sizes and weights (for acting only)."""
+    from genrl_gym import sb3_compat
+
     data = _stage_data(path)
     try:
-        obs_shape = tuple(data["observation_space"]["_shape"])
-        act_shape = tuple(data["action_space"]["_shape"])
+        obs_shape = sb3_compat.space_shape(data, "observation_space")
+        act_shape = sb3_compat.space_shape(data, "action_space")
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: an expert stage without its space shapes; retrain that stage") from e
     obs_space = gym.spaces.Box(-np.inf, np.inf, obs_shape, np.float32)
@@ -253,17 +256,12 @@ def _stage_policy(algo: str, path: Path) -> Any:
 def _restore_training_state(model: Any, path: Path) -> None:
     """Load a stage's weights, optimiser states, torch variables (SAC's entropy temperature) and step counters into
     a freshly built ``model`` of the same algorithm and settings, without unpickling anything."""
-    from stable_baselines3.common.save_util import recursive_setattr
+    from genrl_gym import sb3_compat
 
     params, variables = _stage_params(path)
     model.set_parameters(params, exact_match=True, device="cpu")
-    for name, value in variables.items():
-        if value is not None:
-            recursive_setattr(model, f"{name}.data", value.data)
-    data = _stage_data(path)
-    model.num_timesteps = int(data.get("num_timesteps", 0))
-    model._n_updates = int(data.get("_n_updates", 0))
-    model._episode_num = int(data.get("_episode_num", 0))
+    sb3_compat.restore_torch_variables(model, variables)
+    sb3_compat.restore_counters(model, _stage_data(path))
 
 
 def is_expert_stage(path: str | Path) -> bool:

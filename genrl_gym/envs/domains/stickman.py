@@ -46,7 +46,8 @@ from dm_control import mujoco
 from dm_control.rl import control
 from dm_control.suite import base, common
 from dm_control.suite.utils import randomizers
-from dm_control.utils import rewards
+
+from genrl_gym.envs import rewards
 
 __all__ = ["TASK_NAMES", "load", "reward_doc", "Physics", "Stickman", "get_model_and_assets"]
 
@@ -55,22 +56,14 @@ _ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "stickman.xml"
 _DEFAULT_TIME_LIMIT = 25.0  # seconds
 _CONTROL_TIMESTEP = 0.025  # seconds; 25 s / 0.025 s = 1000 control steps
 
-# Task constants (metres, metres/second, kg m^2/s), as in the reference stickman/walker tasks.
+# Task constants (metres, metres/second, kg m^2/s), as in the reference stickman/walker tasks; the pose heights
+# (one_foot ... headstand) are the walker's "yoga" constants in genrl_gym.envs.rewards.
 _STAND_HEIGHT = 1.15
 _WALK_SPEED = 1.0
 _RUN_SPEED = 8.0
 _SPIN_SPEED = 2 * _RUN_SPEED  # angular-momentum target of flip/flipping (16)
 _PUNCH_SPEED = 5.0
 _HANDS_UP_HEIGHT = 1.75
-_YOGA_STAND_HEIGHT = 1.0
-_LIE_DOWN_HEIGHT = 0.1
-_LEGS_UP_HEIGHT = 1.1
-_FEET_UP_HEIGHT = 0.5
-_FEET_UP_LIE_DOWN_HEIGHT = 0.35
-_KNEE_HEIGHT = 0.25
-_KNEESTAND_HEIGHT = 0.75
-_SITTING_HEIGHT = 0.55
-_SITTING_LEGS_HEIGHT = 0.15
 
 TASK_NAMES: tuple[str, ...] = (
     "stand",
@@ -171,53 +164,18 @@ class Physics(mujoco.Physics):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reward terms and task rewards
+# Task rewards (built on genrl_gym.envs.rewards, measured at the stickman's reward points)
 # ----------------------------------------------------------------------------------------------------------------
-def _above(x: float, bound: float, margin: float) -> float:
-    """Gaussian tolerance of ``x >= bound`` (1 inside, 0.1 at ``margin`` below)."""
-    return float(rewards.tolerance(x, bounds=(bound, float("inf")), margin=margin))
-
-
-def _below(x: float, bound: float, margin: float) -> float:
-    """Gaussian tolerance of ``x <= bound`` (1 inside, 0.1 at ``margin`` above)."""
-    return float(rewards.tolerance(x, bounds=(-float("inf"), bound), margin=margin))
-
-
-def _above_linear(x: float, bound: float, margin: float) -> float:
-    """Linear tolerance of ``x >= bound`` with value 0.5 at ``margin`` below (an indicator when margin is 0)."""
-    return float(
-        rewards.tolerance(x, bounds=(bound, float("inf")), margin=margin, value_at_margin=0.5, sigmoid="linear")
-    )
-
-
-def _stand_term(physics: Physics) -> float:
-    """dm_control walker-style standing term.
-
-    standing = tol(torso z >= 1.15, 0.575)
-    upright  = (1 + torso_upright) / 2
-    stand    = (3 standing + upright) / 4
-    """
-    standing = _above(physics.torso_height(), _STAND_HEIGHT, _STAND_HEIGHT / 2)
-    upright = (1.0 + physics.torso_upright()) / 2.0
-    return (3.0 * standing + upright) / 4.0
-
-
-def _upside_down_term(physics: Physics) -> float:
-    """Upside-down term of flip/flipping/headstand.
-
-    legs_up  = tol(mean foot z >= 1.1, 0.55)
-    thigh_up = tol(mean thigh (hip) z >= 1.0, 0.5)
-    upside   = (3 legs_up + 2 thigh_up) / 5
-    """
-    legs_up = _above(float(physics.foot_heights().mean()), _LEGS_UP_HEIGHT, _LEGS_UP_HEIGHT / 2)
-    thigh_up = _above(float(physics.thigh_heights().mean()), _YOGA_STAND_HEIGHT, _YOGA_STAND_HEIGHT / 2)
-    return (3.0 * legs_up + 2.0 * thigh_up) / 5.0
+#: torso and thighs are measured at their body origins (torso centre, hip joint), shins and feet at their geom centres
+POINTS = rewards.BipedPoints(geom_centred=frozenset({"left_leg", "right_leg", "left_foot", "right_foot"}))
 
 
 def _move_reward(physics: Physics, speed: float) -> float:
-    """stand x (5 move + 1) / 6 with move = lin tol(CoM x-velocity >= speed, margin speed/2, 0.5 at the margin)."""
-    move = _above_linear(physics.horizontal_velocity(), speed, speed / 2)
-    return _stand_term(physics) * (5.0 * move + 1.0) / 6.0
+    return rewards.move(physics, physics.horizontal_velocity(), speed, stand_height=_STAND_HEIGHT, points=POINTS)
+
+
+def _stand_term(physics: Physics) -> float:
+    return rewards.stand(physics, stand_height=_STAND_HEIGHT, points=POINTS)
 
 
 def _reward_stand(physics: Physics) -> float:
@@ -250,12 +208,6 @@ def _reward_run(physics: Physics) -> float:
     return _move_reward(physics, _RUN_SPEED)
 
 
-def _flip_factor(physics: Physics, sign: float) -> float:
-    """(5 spin + 1) / 6 with spin = lin tol(sign x angular momentum_y >= 16, margin 8, 0.5 at the margin)."""
-    spin = _above_linear(sign * physics.angmomentum(), _SPIN_SPEED, _SPIN_SPEED / 2)
-    return (5.0 * spin + 1.0) / 6.0
-
-
 def _reward_flip(physics: Physics) -> float:
     """Flip ("doing flips"): upside down while rotating forward (front flips; the reference's ``flip``).
 
@@ -263,7 +215,13 @@ def _reward_flip(physics: Physics) -> float:
     spin   = lin tol(angular momentum_y >= 16 kg m^2/s, margin 8, 0.5 at the margin)   (> 0: forward rotation)
     r      = upside x (5 spin + 1) / 6
     """
-    return _upside_down_term(physics) * _flip_factor(physics, +1.0)
+    return rewards.upside_down(physics, points=POINTS) * _flip_factor(physics, _SPIN_SPEED)
+
+
+def _flip_factor(physics: Physics, spin_speed: float) -> float:
+    # upside x ((5 spin + 1) / 6), not the walker's (upside x (5 spin + 1)) / 6: the two round differently in the last
+    # bit, and each domain keeps its recorded rewards bit for bit.
+    return (5.0 * rewards.spin(physics, spin_speed) + 1.0) / 6.0
 
 
 def _reward_flipping(physics: Physics) -> float:
@@ -273,8 +231,8 @@ def _reward_flipping(physics: Physics) -> float:
     spin_s = lin tol(s x angular momentum_y >= 16, margin 8, 0.5 at the margin), s in {+1, -1}
     r      = max over s of upside x (5 spin_s + 1) / 6
     """
-    upside = _upside_down_term(physics)
-    return upside * max(_flip_factor(physics, +1.0), _flip_factor(physics, -1.0))
+    upside = rewards.upside_down(physics, points=POINTS)
+    return upside * max(_flip_factor(physics, _SPIN_SPEED), _flip_factor(physics, -_SPIN_SPEED))
 
 
 def _reward_headstand(physics: Physics) -> float:
@@ -284,13 +242,7 @@ def _reward_headstand(physics: Physics) -> float:
     thigh_up = tol(mean hip z >= 1.0, 0.5)
     r        = (3 legs_up + 2 thigh_up) / 5
     """
-    return _upside_down_term(physics)
-
-
-def _feet_min_max(physics: Physics) -> tuple[float, float]:
-    """(lower, higher) foot-centre height, m."""
-    feet = physics.foot_heights()
-    return float(feet.min()), float(feet.max())
+    return rewards.upside_down(physics, points=POINTS)
 
 
 def _reward_one_foot(physics: Physics) -> float:
@@ -301,11 +253,7 @@ def _reward_one_foot(physics: Physics) -> float:
     foot_down = tol(lower foot z <= 0.1, 0.15)
     r         = standing x foot_up x foot_down
     """
-    low, high = _feet_min_max(physics)
-    standing = _above(physics.torso_height(), _YOGA_STAND_HEIGHT, _YOGA_STAND_HEIGHT / 2)
-    foot_up = _above(high, _FEET_UP_HEIGHT, _FEET_UP_HEIGHT / 2)
-    foot_down = _below(low, _LIE_DOWN_HEIGHT, _LIE_DOWN_HEIGHT * 1.5)
-    return standing * foot_up * foot_down
+    return rewards.one_foot(physics, points=POINTS)
 
 
 def _reward_high_kick(physics: Physics) -> float:
@@ -316,11 +264,7 @@ def _reward_high_kick(physics: Physics) -> float:
     foot_down = tol(lower foot z <= 0.1, 0.15)
     r         = standing x (3 foot_up + foot_down) / 4
     """
-    low, high = _feet_min_max(physics)
-    standing = _above(physics.torso_height(), _YOGA_STAND_HEIGHT, _YOGA_STAND_HEIGHT / 2)
-    foot_up = _above(high, _STAND_HEIGHT, _STAND_HEIGHT / 2)
-    foot_down = _below(low, _LIE_DOWN_HEIGHT, _LIE_DOWN_HEIGHT * 1.5)
-    return standing * (3.0 * foot_up + foot_down) / 4.0
+    return rewards.high_kick(physics, kick_height=_STAND_HEIGHT, points=POINTS)
 
 
 def _reward_lying_down(physics: Physics) -> float:
@@ -333,12 +277,14 @@ def _reward_lying_down(physics: Physics) -> float:
     leg_down   = tol(mean shin-centre z <= 0.1, 0.15)
     r          = (3 torso_down + horizontal + thigh_down + feet_down + leg_down) / 7
     """
-    margin = _LIE_DOWN_HEIGHT * 1.5
-    torso_down = _below(physics.torso_height(), _LIE_DOWN_HEIGHT, margin)
-    horizontal = 1.0 - abs(physics.torso_upright())
-    thigh_down = _below(float(physics.thigh_heights().mean()), _LIE_DOWN_HEIGHT, margin)
-    feet_down = _below(float(physics.foot_heights().mean()), _LIE_DOWN_HEIGHT, margin)
-    leg_down = _below(float(physics.leg_heights().mean()), _LIE_DOWN_HEIGHT, margin)
+    # The terms of rewards.lying_down, summed in the stickman's order (feet before shins; the walker's order rounds
+    # differently in the last bit).
+    low, margin = rewards.YOGA_LIE_DOWN_HEIGHT, rewards.YOGA_LIE_DOWN_HEIGHT * 1.5
+    torso_down = rewards.below(POINTS.z(physics, "torso"), low, margin)
+    horizontal = 1.0 - abs(rewards.upright(physics))
+    thigh_down = rewards.below(POINTS.mean_z(physics, "thigh"), low, margin)
+    feet_down = rewards.below(POINTS.mean_z(physics, "foot"), low, margin)
+    leg_down = rewards.below(POINTS.mean_z(physics, "leg"), low, margin)
     return (3.0 * torso_down + horizontal + thigh_down + feet_down + leg_down) / 7.0
 
 
@@ -349,11 +295,7 @@ def _reward_legs_up(physics: Physics) -> float:
     feet_up    = tol(mean foot z >= 0.35, 0.175)
     r          = torso_down x feet_up
     """
-    torso_low = _below(physics.torso_height(), _LIE_DOWN_HEIGHT, _LIE_DOWN_HEIGHT * 1.5)
-    horizontal = 1.0 - abs(physics.torso_upright())
-    torso_down = (3.0 * torso_low + horizontal) / 4.0
-    feet_up = _above(float(physics.foot_heights().mean()), _FEET_UP_LIE_DOWN_HEIGHT, _FEET_UP_LIE_DOWN_HEIGHT / 2)
-    return torso_down * feet_up
+    return rewards.legs_up(physics, points=POINTS)
 
 
 def _reward_sit_knees(physics: Physics) -> float:
@@ -364,18 +306,7 @@ def _reward_sit_knees(physics: Physics) -> float:
     close     = exp(-mean over sides of (max(0.1, |foot x - hip x|) - 0.1))   (feet under the hips)
     r         = torso_up x legs x close
     """
-    standing = _above(physics.torso_height(), _SITTING_HEIGHT, _SITTING_HEIGHT / 2)
-    upright = (1.0 + physics.torso_upright()) / 2.0
-    torso_up = (3.0 * standing + upright) / 4.0
-    legs_down = _below(float(physics.leg_heights().mean()), _SITTING_LEGS_HEIGHT, _SITTING_LEGS_HEIGHT * 1.5)
-    feet_down = _below(float(physics.foot_heights().mean()), _LIE_DOWN_HEIGHT, _LIE_DOWN_HEIGHT * 1.5)
-    gaps = [
-        max(0.1, abs(physics.named.data.geom_xpos[f"{side}_foot", "x"] - physics.named.data.xpos[f"{side}_thigh", "x"]))
-        - 0.1
-        for side in ("left", "right")
-    ]
-    close = float(np.exp(-(gaps[0] + gaps[1]) / 2.0))
-    return torso_up * (3.0 * legs_down + feet_down) / 4.0 * close
+    return rewards.sit_knees(physics, points=POINTS)
 
 
 def _reward_lunge_pose(physics: Physics) -> float:
@@ -388,17 +319,7 @@ def _reward_lunge_pose(physics: Physics) -> float:
     shin_hor   = 1 - |zz of the lower shin|            (back shin flat on the floor)
     r          = torso x (low_down + high_up + thigh_hor + shin_hor) / 4
     """
-    standing = _above(physics.torso_height(), _KNEESTAND_HEIGHT, _KNEESTAND_HEIGHT / 2)
-    upright = (1.0 + physics.torso_upright()) / 2.0
-    torso = (3.0 * standing + upright) / 4.0
-    left_leg, right_leg = physics.leg_heights()
-    # Ties go to the left side, as in the reference.
-    high_side, low_side = ("left", "right") if left_leg >= right_leg else ("right", "left")
-    low_down = _below(float(min(left_leg, right_leg)), _LIE_DOWN_HEIGHT, _LIE_DOWN_HEIGHT * 1.5)
-    high_up = _above(float(max(left_leg, right_leg)), _KNEE_HEIGHT, _KNEE_HEIGHT / 2)
-    thigh_hor = 1.0 - abs(float(physics.named.data.xmat[f"{high_side}_thigh", "zz"]))
-    shin_hor = 1.0 - abs(float(physics.named.data.xmat[f"{low_side}_leg", "zz"]))
-    return torso * (low_down + high_up + thigh_hor + shin_hor) / 4.0
+    return rewards.lunge_pose(physics, points=POINTS)
 
 
 def _reward_boxing(physics: Physics) -> float:
@@ -408,7 +329,7 @@ def _reward_boxing(physics: Physics) -> float:
     punch = lin tol(max over hands of |hand x-velocity| >= 5 m/s, margin 2.5, 0.5 at the margin)
     r     = stand x punch
     """
-    punch = _above_linear(float(np.abs(physics.hand_x_velocities()).max()), _PUNCH_SPEED, _PUNCH_SPEED / 2)
+    punch = rewards.linear_above(float(np.abs(physics.hand_x_velocities()).max()), _PUNCH_SPEED, _PUNCH_SPEED / 2, 0.5)
     return _stand_term(physics) * punch
 
 
@@ -419,7 +340,7 @@ def _reward_hands_up(physics: Physics) -> float:
     hands_up = tol(mean hand z >= 1.75, 0.875)
     r        = stand x hands_up
     """
-    hands_up = _above(float(physics.hand_heights().mean()), _HANDS_UP_HEIGHT, _HANDS_UP_HEIGHT / 2)
+    hands_up = rewards.above(float(physics.hand_heights().mean()), _HANDS_UP_HEIGHT, _HANDS_UP_HEIGHT / 2)
     return _stand_term(physics) * hands_up
 
 
