@@ -27,7 +27,7 @@ def test_table_matches_domain_modules() -> None:
 
 
 def test_table_facts_from_reference() -> None:
-    # Spot checks against GenRL's TASK2PROMPT and tools/task_scores.py (reference digest §11.2).
+    # Spot checks against GenRL's TASK2PROMPT and tools/task_scores.py (reference code mazpie/genrl).
     assert get_task("walker", "stand").prompt == "standing up straight"
     assert get_task("walker", "flipping").prompt == "doing backflips"
     assert get_task("quadruped", "walk").prompt == "spider walking fast"

@@ -1,4 +1,4 @@
-"""DreamerV3-style actor-critic in imagination, as GenRL uses it (METHOD.md §8, reference §9).
+"""DreamerV3-style actor-critic in imagination, as GenRL uses it (GenRL paper: behaviour learning in imagination).
 
 Everything here is either a pure tensor function or a small network, so that each piece can be checked by hand:
 
@@ -46,7 +46,7 @@ __all__ = [
 
 @dataclass
 class ActorCriticConfig:
-    """Sizes and optimisation of GenRL's behaviour learner. ``paper`` values are the reference's (METHOD.md §8)."""
+    """Sizes and optimisation of GenRL's behaviour learner. ``paper`` values are the GenRL paper's."""
 
     layers: int = 4  # hidden layers of actor and critic MLPs (Linear -> LayerNorm -> SiLU each)
     units: int = 1024  # width of those layers
@@ -235,7 +235,7 @@ def lambda_returns(rewards: Tensor, values: Tensor, discount: float = 0.99, lamb
 def step_weights(length: int, discount: float = 0.99, device: torch.device | str = "cpu") -> Tensor:
     """Loss weights ``w_t = discount^t`` for ``t = 0 .. length-1`` -> ``[length]``.
 
-    This follows METHOD.md §8 and the reference digest's table. The reference *code* builds its weights from all-ones
+    This follows the GenRL paper's hyperparameter table. The reference *code* builds its weights from all-ones
     continue flags before applying the discount, so its effective weights are 1; ``discount=1.0`` reproduces that.
     """
     return discount ** torch.arange(length, device=device, dtype=torch.float32)

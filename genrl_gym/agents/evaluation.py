@@ -1,4 +1,4 @@
-"""True-task evaluation of any policy on GenRL's pixel environments (METHOD.md §9, reference §12).
+"""True-task evaluation of any policy on GenRL's pixel environments (the GenRL paper's protocol).
 
 The score a GenRL policy is judged by is the domain's *true* reward, never the trajectory-matching score it was
 trained on: the return of an episode is the sum of ``info["task_reward"]`` over a :func:`~genrl_gym.envs.make_pixel_env`

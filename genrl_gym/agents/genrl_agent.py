@@ -3,7 +3,7 @@
 The agent never steps an environment while learning. Each update (one SB3 "timestep"):
 
 1. start states ``[N]``: posteriors of replayed sequences (``start="offline"``), or data-free states built from the
-   world model alone (``start="data_free"``, reference §10);
+   world model alone (``start="data_free"``, the GenRL paper's data-free policy learning);
 2. the actor is rolled ``H`` steps through the frozen world model's prior (gradients flow back through the imagined
    dynamics into the actions: dynamics backpropagation);
 3. rewards: :func:`genrl_gym.reward.trajectory_match` of the imagined states' reward features against the prompt's

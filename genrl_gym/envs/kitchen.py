@@ -1,6 +1,6 @@
 """GenRL's Franka kitchen tasks (microwave, light, burner, slide) on gymnasium-robotics' ``FrankaKitchen-v1``.
 
-GenRL (reference digest §11.1) uses the relay-policy-learning ``adept_envs`` kitchen (mujoco_py). gymnasium-robotics
+GenRL (reference code mazpie/genrl) uses the relay-policy-learning ``adept_envs`` kitchen (mujoco_py). gymnasium-robotics
 ships a port of the same scene to the official ``mujoco`` bindings, with the same 9-DoF joint-velocity actions in
 [-1, 1] (x2 internally), frame_skip 40, object-joint goals and default free camera (distance 2.2, look-at
 (-0.2, 0.5, 2.0), azimuth 70, elevation -35). On top of it this module adds GenRL's protocol:
@@ -227,6 +227,7 @@ def make_kitchen_env(
     Observations are ``{"image": uint8 [image_size, image_size, 3]}``, actions ``Box(-1, 1, (9,))`` joint
     velocities, ``info["task_reward"]`` GenRL's sparse success (also the step reward). Episodes last at most 140
     agent steps (action repeat 2) and end at the first success. ``render_quality="fast"`` drops multisampling,
-    shadows and reflections (~20x faster on a CPU/Mesa renderer; GenRL's frames have shadows).
+    shadows and reflections (far cheaper on a CPU/Mesa renderer, benchmarks/results/render.md; GenRL's frames have
+    shadows).
     """
     return KitchenEnv(task, image_size=image_size, seed=seed, render_quality=render_quality)

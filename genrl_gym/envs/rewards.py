@@ -1,7 +1,7 @@
 """Shared true-reward helpers for the custom dm_control tasks (GenRL's evaluation rewards).
 
 Every reward here is built from ``dm_control.utils.rewards.tolerance`` exactly as GenRL's task files do
-(reference digest §11: ``tol(x >= a, m)`` = ``tolerance(x, bounds=(a, inf), margin=m)`` with the default
+(reference code ``custom_dmc_tasks``: ``tol(x >= a, m)`` = ``tolerance(x, bounds=(a, inf), margin=m)`` with the default
 Gaussian sigmoid, which is 0.1 at the margin, unless a linear sigmoid or another ``value_at_margin`` is named).
 All values are per control step (one "frame") and lie in [0, 1]. Heights and positions are in metres
 (world frame, ``physics.named.data.xpos``), angular momenta in kg m^2 / s.
@@ -24,7 +24,7 @@ from dm_control.utils import rewards
 
 INF = float("inf")
 
-# GenRL's walker pose constants (metres; reference digest §11.1, "yoga" constants).
+# GenRL's walker pose constants (metres; reference code's "yoga" constants).
 YOGA_STAND_HEIGHT = 1.0
 YOGA_LIE_DOWN_HEIGHT = 0.1
 YOGA_LEGS_UP_HEIGHT = 1.1

@@ -1,6 +1,6 @@
 """The task table: every domain/task genrl-gym knows, with GenRL's prompt, camera and score normalisers.
 
-Sources (reference digest §11.2, METHOD.md §11): prompts are GenRL's ``TASK2PROMPT`` strings at its HEAD commit,
+Sources (the reference code mazpie/genrl): prompts are GenRL's ``TASK2PROMPT`` strings at its HEAD commit,
 random/expert scores its ``tools/task_scores.py`` ``MIN``/``MAX`` (episode returns over 1000 frames; ``None``
 where GenRL gives none). ``in_distribution`` marks the 14 "behaviour retrieval" tasks that have task data in
 GenRL's datasets (kitchen excluded here). The implementations live in ``genrl_gym.envs.domains.<domain>``; a test

@@ -1,4 +1,4 @@
-"""Aligner (reference section 6): a residual U-Net-style MLP that maps points near vision embeddings back onto them.
+"""Aligner (GenRL paper): a residual U-Net-style MLP that maps points near vision embeddings back onto them.
 
 Trained on corrupted vision embeddings ``e' = normalize((1 - a) e + a n / ||n||)`` (a = 0.5) with ``1 - cos(f(e'), e)``;
 at prompt time it moves a text embedding across the modality gap before the connector.

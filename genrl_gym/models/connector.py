@@ -1,4 +1,4 @@
-"""Connector (reference section 5): a prior-only RSSM that turns VLM embeddings into world-model latent sequences.
+"""Connector (GenRL paper): a prior-only RSSM that turns VLM embeddings into world-model latent sequences.
 
 Input per step ("action" slot): ``concat(sqrt(D) * e_t, onehot(t mod 8) * 0)``. The initial deterministic state comes from
 an MLP of the first input; its stoch is *sampled* from the prior head (also for mode rollouts, as the reference).

@@ -1,6 +1,6 @@
 """Building blocks: dense and conv layers with LayerNorm + SiLU, the 64x64 CNN encoder/decoder and the LayerNorm GRU.
 
-Shapes follow DreamerV3 / GenRL (reference section 4). Linear layers followed by a LayerNorm carry no bias (the norm
+Shapes follow DreamerV3 / GenRL (the paper's world model). Linear layers followed by a LayerNorm carry no bias (the norm
 has one); PyTorch default initialisation everywhere, as the reference.
 """
 

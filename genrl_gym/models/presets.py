@@ -8,7 +8,7 @@ name       cnn_depth  deter / hidden  latents    batch B x T  use
 ``tiny``   4          32 / 32         4 x 4      4 x 16      unit tests (seconds on 2 CPU cores)
 ``cpu``    8          256 / 256       16 x 16    16 x 16     CPU training runs (minutes to hours)
 ``small``  16         256 / 256       16 x 16    16 x 32     small GPU / long CPU runs; the shipped models
-``paper``  48         1024 / 1024     32 x 32    48 x 48     GenRL's sizes (METHOD.md section 3), GPU
+``paper``  48         1024 / 1024     32 x 32    48 x 48     GenRL's sizes (the paper's), GPU
 =========  =========  ==============  =========  ==========  ===============================================
 
 Overrides are keyword arguments: top-level fields (``embed_dim=512``), nested sections as dicts
@@ -27,7 +27,7 @@ __all__ = ["WorldModelConfig", "ConnectorConfig", "AlignerConfig", "TrainConfig"
 
 @dataclass
 class WorldModelConfig:
-    """RSSM world model (reference section 4). Latent = ``stoch`` categoricals x ``classes`` classes, one-hot."""
+    """RSSM world model (GenRL paper). Latent = ``stoch`` categoricals x ``classes`` classes, one-hot."""
 
     cnn_depth: int = 48  # encoder channels depth * (1, 2, 4, 8); decoder's first Linear has 32 * depth outputs
     deter: int = 1024  # GRU state size
@@ -44,7 +44,7 @@ class WorldModelConfig:
 
 @dataclass
 class ConnectorConfig:
-    """Connector (reference section 5): prior-only RSSM driven by VLM embeddings. Its latent space is the WM's."""
+    """Connector (GenRL paper: the connector): prior-only RSSM driven by VLM embeddings. Its latent space is the WM's."""
 
     deter: int = 1024
     hidden: int = 1024
@@ -58,7 +58,7 @@ class ConnectorConfig:
 
 @dataclass
 class AlignerConfig:
-    """Aligner (reference section 6): residual U-Net MLP, bottleneck ``embed_dim * mid_ratio``."""
+    """Aligner (GenRL paper: the aligner): residual U-Net MLP, bottleneck ``embed_dim * mid_ratio``."""
 
     n_layers: int = 2
     mid_ratio: float = 0.5

@@ -1,4 +1,4 @@
-"""Latent state, categorical-latent helpers and the RSSM (reference section 4).
+"""Latent state, categorical-latent helpers and the RSSM (GenRL paper: the world model, a DreamerV3 RSSM).
 
 The state of a batch is a :class:`State`: ``deter [..., Dd]`` (GRU), ``stoch [..., S*C]`` (flattened one-hot, straight-through
 gradients) and ``logits [..., S, C]`` (raw logits; the 1 % uniform mix is applied by the helpers below, never stored).

@@ -1,4 +1,4 @@
-"""The pixel world model: CNN encoder -> RSSM (image-only posterior) -> stoch-only CNN decoder (reference section 4)."""
+"""The pixel world model: CNN encoder -> RSSM (image-only posterior) -> stoch-only CNN decoder (GenRL paper)."""
 
 from __future__ import annotations
 

@@ -44,9 +44,8 @@ class ExpertConfig:
     total_steps: int = field(default=1_000_000, metadata={"positive": True})
     """Agent steps of training (action repeat 2: twice as many physics frames)."""
     algo: str = field(default="ppo", metadata={"choices": "genrl_gym.training.experts:EXPERT_ALGOS"})
-    """``ppo`` (about 1,000-2,300 steps/s on 2 cores; plateaus on hard tasks such as walker run at a true return near
-    260) or ``sac`` (about 460 steps/s at one thread with the default 2 updates per 8 env steps; off-policy, so far
-    more return per step)."""
+    """``ppo`` (fast per step, but plateaus on hard tasks such as walker run at a true return near 260) or ``sac``
+    (slower per step with the default 2 updates per 8 env steps; off-policy, so far more return per step)."""
     stages: tuple[float, ...] = (0.2, 0.5, 1.0)
     """Fractions of ``total_steps`` at which a checkpoint (a data-collection stage) is kept."""
     n_envs: int = field(default=8, metadata={"positive": True})

@@ -1,4 +1,4 @@
-"""Losses of the MFWM as small pure functions (reference sections 4-6).
+"""Losses of the MFWM as small pure functions (GenRL paper; DreamerV3's KL balancing).
 
 * world model: ``L = kl_scale * KL_balanced + image_scale * L_image``; the KL is summed over the S categoricals, clamped at
   ``free`` nats per (b, t) *before* the mean, split ``(1 - balance)`` representation / ``balance`` dynamics.

@@ -1,4 +1,4 @@
-"""MFWM training loop: world model, then connector + aligner on the same batch (reference sections 4-6).
+"""MFWM training loop: world model, then connector + aligner on the same batch (GenRL paper: world model, connector, aligner).
 
 One update = one Adam step on the world model (KL + image loss), then one Adam step on connector + aligner with the
 world model's *detached* posterior of the same batch. Both optimisers: lr 1e-4, eps 1e-8, global-norm clip 1000, decoupled

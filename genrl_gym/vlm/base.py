@@ -22,7 +22,7 @@ from genrl_gym.utils import VLMError
 
 __all__ = ["VLM", "VLMIdentity", "as_video_batch", "DEFAULT_WINDOW"]
 
-#: Frames per embedding window (GenRL: the 8 frames ending at t, METHOD.md §2).
+#: Frames per embedding window (GenRL: the 8 frames ending at t).
 DEFAULT_WINDOW = 8
 
 

@@ -1,7 +1,7 @@
 """The embedding pass: the VLM embedding of the 8-frame window ending at every frame of every stored episode.
 
 Row ``t`` of ``root/embeddings/<episode stem>.npy`` (float32 ``[L, D]``) is the embedding of frames ``t-7 .. t``
-(GenRL, METHOD.md §2). **Start-of-episode rule:** for ``t < 7`` the missing frames before row 0 are filled with
+(GenRL's data preparation). **Start-of-episode rule:** for ``t < 7`` the missing frames before row 0 are filled with
 copies of frame 0 (``window[k] = frames[max(t - 7 + k, 0)]``), so every row holds a real embedding of a (partly
 still) video. GenRL's reference left those rows as zero vectors, which the connector would then learn to map from;
 a repeated first frame is what a video prompt of a still start looks like, so it is the better input.

@@ -74,7 +74,7 @@ class Flipping(suite_cheetah.Cheetah):
 
     GenRL means max over both spin directions, but its code multiplies L_y by the boolean ``False`` for the
     backward term, which is therefore tol(0 >= 5) = 0; only positive L_y is rewarded. We keep that behaviour
-    so returns stay comparable with GenRL's (reference digest §11.2, quirks).
+    so returns stay comparable with GenRL's (reference code mazpie/genrl).
     """
 
     def get_reward(self, physics: Any) -> float:

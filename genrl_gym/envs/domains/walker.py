@@ -2,7 +2,7 @@
 
 Custom tasks subclass the suite's ``PlanarWalker`` (same model, initial-state randomisation, observations,
 25 s at a 0.025 s control step = 1000 frames) and replace only ``get_reward`` with GenRL's true reward
-(``genrl_gym.envs.rewards``; reference digest §11.2). GenRL loads them from a copy of ``walker.xml`` that is
+(``genrl_gym.envs.rewards``; reference code ``envs/custom_dmc_tasks``). GenRL loads them from a copy of ``walker.xml`` that is
 identical to dm_control's, so the suite model is used as is.
 """
 
