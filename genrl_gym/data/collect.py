@@ -60,9 +60,8 @@ class Policy(Protocol):
 class RandomPolicy:
     """Uniform random actions in a Box action space.
 
-    Args:
-        action_space: the *single-env* Box action space (e.g. ``Box(-1, 1, (A,))``).
-        seed: seed of the policy's own generator.
+    :param action_space: the *single-env* Box action space (e.g. ``Box(-1, 1, (A,))``).
+    :param seed: seed of the policy's own generator.
     """
 
     source = "random"
@@ -89,17 +88,16 @@ class RandomPolicy:
 class SB3Policy:
     """Drive collection with a Stable-Baselines3 model, e.g. one trained on proprioception while pixels are recorded.
 
-    Args:
-        model: an SB3 algorithm (``PPO``, ``SAC``, ... or any object with SB3's ``predict(obs, state, episode_start,
-            deterministic)``).
-        obs_key: which observation the model reads: ``"proprio"`` (float32 ``[N, P]``), ``"image"`` (uint8
-            ``[N, H, W, 3]``; SB3 transposes channel-last images itself) or ``None`` for the whole dict
-            (``MultiInputPolicy``).
-        deterministic: use the policy's mean/mode action.
-        noise_std: std of Gaussian noise added to the actions (in action units), then clipped to the env's bounds;
-            0 disables it. Gives diverse data from a single expert.
-        seed: seed of the noise generator.
-        tag: appended to the source tag: ``"sb3:<Algo>"`` or ``"sb3:<Algo>:<tag>"``.
+    :param model: an SB3 algorithm (``PPO``, ``SAC``, ... or any object with SB3's ``predict(obs, state, episode_start,
+        deterministic)``).
+    :param obs_key: which observation the model reads: ``"proprio"`` (float32 ``[N, P]``), ``"image"`` (uint8
+        ``[N, H, W, 3]``; SB3 transposes channel-last images itself) or ``None`` for the whole dict
+        (``MultiInputPolicy``).
+    :param deterministic: use the policy's mean/mode action.
+    :param noise_std: std of Gaussian noise added to the actions (in action units), then clipped to the env's bounds;
+        0 disables it. Gives diverse data from a single expert.
+    :param seed: seed of the noise generator.
+    :param tag: appended to the source tag: ``"sb3:<Algo>"`` or ``"sb3:<Algo>:<tag>"``.
     """
 
     def __init__(self, model: Any, obs_key: str | None = "proprio", *, deterministic: bool = False,
@@ -165,9 +163,9 @@ class HandoverPolicy:
     which an expert's own episodes show only once, at the start. A world model needs such states to imagine what a
     clumsy early policy does.
 
-    Args:
-        first, second: policies over the same envs (:class:`RandomPolicy`, :class:`SB3Policy`, ...).
-        steps: agent steps per episode that ``first`` acts (> 0).
+    :param first: see ``second``
+    :param second: policies over the same envs (:class:`RandomPolicy`, :class:`SB3Policy`, ...).
+    :param steps: agent steps per episode that ``first`` acts (> 0).
     """
 
     def __init__(self, first: Policy, second: Policy, steps: int) -> None:
@@ -315,30 +313,28 @@ def collect(env_fn: Callable[[], gym.Env] | None = None, *, domain: str | None =
             progress: bool = True) -> CollectStats:
     """Run ``policy`` in ``num_envs`` envs until the store holds ``num_episodes`` episodes of this source and task.
 
-    Args:
-        env_fn: factory of one single env with dict observations ``{"image": uint8 [H, W, 3], "proprio"?: float32
-            [P]}`` and ``info["task_reward"]``; default: ``genrl_gym.envs.make_pixel_env(domain, task, proprio=True,
-            **env_kwargs)``. Must be picklable for ``vectorization="async"``.
-        domain, task: env to build (without ``env_fn``) and labels recorded in the store (with ``env_fn``).
-        env_kwargs: extra keyword arguments of ``make_pixel_env`` (e.g. ``episode_frames=40``); recorded per episode.
-        policy: ``"random"`` (:class:`RandomPolicy`) or any :class:`Policy` (e.g. :class:`SB3Policy`).
-        store: the episode store (or its path; created if missing).
-        num_episodes: target number of episodes of this (source, task) in the store; existing ones count (resume).
-        num_envs: parallel sub-envs.
-        vectorization: ``"sync"`` (``SyncVectorEnv``, one process) or ``"async"`` (``AsyncVectorEnv``, one worker
-            process per env).
-        seed: base seed of episode reset seeds (see module docstring) and of the random policy.
-        source: tag recorded with each episode and used to resume (default ``policy.source``).
-        context: multiprocessing start method of the async workers (default ``"forkserver"``, like SB3: forking a
-            process that already rendered with EGL is unsafe). Scripts using it need an
-            ``if __name__ == "__main__":`` guard.
-        progress: show a tqdm bar over episodes.
+    :param env_fn: factory of one single env with dict observations ``{"image": uint8 [H, W, 3], "proprio"?: float32
+        [P]}`` and ``info["task_reward"]``; default: ``genrl_gym.envs.make_pixel_env(domain, task, proprio=True,
+        **env_kwargs)``. Must be picklable for ``vectorization="async"``.
+    :param domain: see ``task``
+    :param task: env to build (without ``env_fn``) and labels recorded in the store (with ``env_fn``).
+    :param env_kwargs: extra keyword arguments of ``make_pixel_env`` (e.g. ``episode_frames=40``); recorded per episode.
+    :param policy: ``"random"`` (:class:`RandomPolicy`) or any :class:`Policy` (e.g. :class:`SB3Policy`).
+    :param store: the episode store (or its path; created if missing).
+    :param num_episodes: target number of episodes of this (source, task) in the store; existing ones count (resume).
+    :param num_envs: parallel sub-envs.
+    :param vectorization: ``"sync"`` (``SyncVectorEnv``, one process) or ``"async"`` (``AsyncVectorEnv``, one worker
+        process per env).
+    :param seed: base seed of episode reset seeds (see module docstring) and of the random policy.
+    :param source: tag recorded with each episode and used to resume (default ``policy.source``).
+    :param context: multiprocessing start method of the async workers (default ``"forkserver"``, like SB3: forking a
+        process that already rendered with EGL is unsafe). Scripts using it need an
+        ``if __name__ == "__main__":`` guard.
+    :param progress: show a tqdm bar over episodes.
 
-    Returns:
-        :class:`CollectStats`.
+    :return: :class:`CollectStats`.
 
-    Raises:
-        StoreLockedError: another process is collecting into the same store (see :meth:`EpisodeStore.writing`).
+    :raises StoreLockedError: another process is collecting into the same store (see :meth:`EpisodeStore.writing`).
     """
     if num_episodes < 0 or num_envs < 1:
         raise ValueError(f"collect: need num_episodes >= 0 and num_envs >= 1, got {num_episodes}, {num_envs}.")

@@ -149,15 +149,12 @@ def _corrupt(path: Path, what: str) -> DatasetError:
 def validate_episode(episode: Mapping[str, Any], *, where: str = "episode") -> int:
     """Check keys, dtypes, shapes and flags of an episode; return its length ``L`` (rows).
 
-    Args:
-        episode: mapping of key -> numpy array, every array with leading dimension ``L`` (see module docstring).
-        where: name used in error messages (a file path or "episode").
+    :param episode: mapping of key -> numpy array, every array with leading dimension ``L`` (see module docstring).
+    :param where: name used in error messages (a file path or "episode").
 
-    Returns:
-        ``L``, the number of rows (agent steps + 1).
+    :return: ``L``, the number of rows (agent steps + 1).
 
-    Raises:
-        DatasetError: naming the first problem found and how to fix it.
+    :raises DatasetError: naming the first problem found and how to fix it.
     """
     missing = [k for k in REQUIRED_KEYS if k not in episode]
     if missing:
@@ -220,10 +217,9 @@ def _json_default(obj: Any) -> Any:
 class EpisodeStore:
     """A directory of episodes (one ``.npz`` per episode) with ``store.json`` metadata and ``embeddings/``.
 
-    Args:
-        root: store directory.
-        create: create ``root`` and/or an initial ``store.json`` if missing; if False, a missing directory or
-            ``store.json`` is a :class:`DatasetError`.
+    :param root: store directory.
+    :param create: create ``root`` and/or an initial ``store.json`` if missing; if False, a missing directory or
+        ``store.json`` is a :class:`DatasetError`.
 
     Example::
 
@@ -478,18 +474,15 @@ class EpisodeStore:
              info: Mapping[str, Any] | None = None) -> Path:
         """Validate and atomically write one episode; record its info in ``store.json``.
 
-        Args:
-            episode: dict of arrays (see the module docstring for keys, dtypes and shapes ``[L, ...]``).
-            name: file stem; default ``ep-<next index:06d>``. ``-L<L>`` is appended (unless the name already ends so)
-                so that lengths are known without opening files.
-            info: JSON-able per-episode metadata (e.g. ``source``, ``task``, ``seed``, ``return``) stored in
-                ``store.json["episodes"][<stem>]``.
+        :param episode: dict of arrays (see the module docstring for keys, dtypes and shapes ``[L, ...]``).
+        :param name: file stem; default ``ep-<next index:06d>``. ``-L<L>`` is appended (unless the name already ends so)
+            so that lengths are known without opening files.
+        :param info: JSON-able per-episode metadata (e.g. ``source``, ``task``, ``seed``, ``return``) stored in
+            ``store.json["episodes"][<stem>]``.
 
-        Returns:
-            The path of the new ``.npz`` file.
+        :return: The path of the new ``.npz`` file.
 
-        Raises:
-            DatasetError: invalid episode, shapes inconsistent with the store's earlier episodes, or name taken.
+        :raises DatasetError: invalid episode, shapes inconsistent with the store's earlier episodes, or name taken.
         """
         length = validate_episode(episode)
         arrays = {k: np.ascontiguousarray(v) for k, v in episode.items()}
@@ -594,17 +587,14 @@ class EpisodeStore:
              keys: list[str] | tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Read one episode fully into memory (CRC-checked) and validate it.
 
-        Args:
-            path: episode path, or its name/stem inside the store.
-            with_embeddings: also load ``embeddings/<stem>.npy`` as key ``embedding`` ``float32 [L, D]``.
-            keys: restrict the returned keys (all keys are still read and validated).
+        :param path: episode path, or its name/stem inside the store.
+        :param with_embeddings: also load ``embeddings/<stem>.npy`` as key ``embedding`` ``float32 [L, D]``.
+        :param keys: restrict the returned keys (all keys are still read and validated).
 
-        Returns:
-            dict of arrays ``[L, ...]`` (see the module docstring).
+        :return: dict of arrays ``[L, ...]`` (see the module docstring).
 
-        Raises:
-            DatasetError: file missing, truncated or corrupt (naming the file and the fix), invalid contents, or
-                missing embeddings (run ``genrl embed``).
+        :raises DatasetError: file missing, truncated or corrupt (naming the file and the fix), invalid contents, or
+            missing embeddings (run ``genrl embed``).
         """
         path = self._resolve(path)
         if not path.is_file():
@@ -651,8 +641,7 @@ class EpisodeStore:
         ``.npy`` headers, member sizes, and flag/shape rules are always checked; with ``verify=True`` the CRC-32 of
         every member is also checked (one sequential read of the file), so bit rot is reported, not trained on.
 
-        Raises:
-            DatasetError: as :meth:`load`.
+        :raises DatasetError: as :meth:`load`.
         """
         path = self._resolve(path)
         if not path.is_file():
@@ -672,8 +661,7 @@ class EpisodeStore:
     def verify(self, *, with_embeddings: bool = False, progress: bool = False) -> int:
         """Fully load and validate every episode (and embeddings); return the number checked.
 
-        Raises:
-            DatasetError: at the first bad file, naming it and the fix.
+        :raises DatasetError: at the first bad file, naming it and the fix.
         """
         paths = self.paths()
         iterator: Any = paths

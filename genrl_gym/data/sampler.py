@@ -36,23 +36,21 @@ __all__ = ["SequenceSampler"]
 class SequenceSampler(Iterator[dict[str, np.ndarray]]):
     """Infinite iterator of batches ``dict[str, np.ndarray]`` with arrays ``[B, T, ...]``.
 
-    Args:
-        store: the episode store (or its path).
-        batch_size: ``B``, segments per batch.
-        seq_len: ``T``, rows per segment.
-        seed: seed of the sampler's generator; same seed + same store contents -> same batches.
-        keys: episode keys to return (default: every key the store's episodes hold, e.g. image uint8 [B,T,H,W,3],
-            action float32 [B,T,A], reward/task_reward float32 [B,T], is_first/is_last/is_terminal bool [B,T],
-            proprio float32 [B,T,P]).
-        with_embeddings: add ``embedding`` float32 [B, T, D] from ``embeddings/``; every episode present at
-            construction must have its embedding file (else :class:`DatasetError`: run ``genrl embed``).
-        refresh_every: re-list the store every this many batches (0: never) to pick up new episodes.
-        max_open: episodes kept open (memory-mapped) in the LRU cache.
-        verify: CRC-check each episode the first time it is opened.
+    :param store: the episode store (or its path).
+    :param batch_size: ``B``, segments per batch.
+    :param seq_len: ``T``, rows per segment.
+    :param seed: seed of the sampler's generator; same seed + same store contents -> same batches.
+    :param keys: episode keys to return (default: every key the store's episodes hold, e.g. image uint8 [B,T,H,W,3],
+        action float32 [B,T,A], reward/task_reward float32 [B,T], is_first/is_last/is_terminal bool [B,T],
+        proprio float32 [B,T,P]).
+    :param with_embeddings: add ``embedding`` float32 [B, T, D] from ``embeddings/``; every episode present at
+        construction must have its embedding file (else :class:`DatasetError`: run ``genrl embed``).
+    :param refresh_every: re-list the store every this many batches (0: never) to pick up new episodes.
+    :param max_open: episodes kept open (memory-mapped) in the LRU cache.
+    :param verify: CRC-check each episode the first time it is opened.
 
-    Raises:
-        DatasetError: empty store, no episode with at least ``seq_len`` rows, unknown keys, missing embeddings,
-            or a corrupt episode file when it is sampled.
+    :raises DatasetError: empty store, no episode with at least ``seq_len`` rows, unknown keys, missing embeddings,
+        or a corrupt episode file when it is sampled.
     """
 
     def __init__(self, store: EpisodeStore | str | Path, batch_size: int, seq_len: int, *, seed: int,

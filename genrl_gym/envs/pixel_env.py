@@ -140,8 +140,7 @@ class PixelEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode. ``seed`` reseeds the dm_control task's initial-state randomisation (reproducible).
 
-        Returns:
-            ``(obs, info)``; ``obs["image"]`` uint8 [S, S, 3] (+ ``obs["proprio"]`` float32 [P]).
+        :return: ``(obs, info)``; ``obs["image"]`` uint8 [S, S, 3] (+ ``obs["proprio"]`` float32 [P]).
         """
         self._check_open()
         if seed is not None and not 0 <= int(seed) < 2**32:
@@ -155,8 +154,7 @@ class PixelEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply ``action`` (clipped to [-1, 1]) for ``action_repeat`` frames.
 
-        Returns:
-            ``(obs, reward, terminated, truncated, info)``: ``reward`` is the sum of the task's per-frame rewards
+        :return: ``(obs, reward, terminated, truncated, info)``: ``reward`` is the sum of the task's per-frame rewards
             (each in [0, 1]), also in ``info["task_reward"]``; ``truncated`` after ``episode_frames`` frames.
         """
         self._check_open()
@@ -265,28 +263,25 @@ def make_pixel_env(domain: str, task: str, *, image_size: int = 64, action_repea
                    pixels: bool = True) -> PixelEnv:
     """Build a pixel Gymnasium env for ``domain``/``task`` (see ``genrl_gym.envs.TASKS``).
 
-    Args:
-        domain: ``"walker"``, ``"cheetah"``, ``"quadruped"`` or ``"stickman"``.
-        task: a task of that domain, e.g. ``"run"``.
-        image_size: side S of the square observation frames (pixels); GenRL uses 64.
-        action_repeat: frames (dm_control control steps) per agent step; rewards are summed over them.
-        proprio: also return ``obs["proprio"]``, the flattened dm_control observations (float32 [P]).
-        render_quality: ``"fast"`` (no multisampling, shadows or reflections) or ``"default"`` (dm_control's).
-        episode_frames: frames per episode; the episode is ``episode_frames // action_repeat`` agent steps, then
-            ``truncated=True``.
-        camera_id: dm_control camera (default: the task table's, quadruped 2, others 0).
-        seed: seeds the task's initial-state randomisation and the action space; ``reset(seed=...)`` reseeds.
-        render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the current frame).
-        render_size: side of the frames ``render()`` returns (pixels; default ``image_size``).
-        pixels: ``False`` drops ``obs["image"]`` and renders nothing per step (state-based training, e.g. SB3 experts on
-            ``obs["proprio"]``; needs ``proprio=True``). Physics, action repeat and rewards are unchanged.
+    :param domain: ``"walker"``, ``"cheetah"``, ``"quadruped"`` or ``"stickman"``.
+    :param task: a task of that domain, e.g. ``"run"``.
+    :param image_size: side S of the square observation frames (pixels); GenRL uses 64.
+    :param action_repeat: frames (dm_control control steps) per agent step; rewards are summed over them.
+    :param proprio: also return ``obs["proprio"]``, the flattened dm_control observations (float32 [P]).
+    :param render_quality: ``"fast"`` (no multisampling, shadows or reflections) or ``"default"`` (dm_control's).
+    :param episode_frames: frames per episode; the episode is ``episode_frames // action_repeat`` agent steps, then
+        ``truncated=True``.
+    :param camera_id: dm_control camera (default: the task table's, quadruped 2, others 0).
+    :param seed: seeds the task's initial-state randomisation and the action space; ``reset(seed=...)`` reseeds.
+    :param render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the current frame).
+    :param render_size: side of the frames ``render()`` returns (pixels; default ``image_size``).
+    :param pixels: ``False`` drops ``obs["image"]`` and renders nothing per step (state-based training, e.g. SB3 experts on
+        ``obs["proprio"]``; needs ``proprio=True``). Physics, action repeat and rewards are unchanged.
 
-    Returns:
-        A :class:`PixelEnv` with ``observation_space = Dict(image=Box(0, 255, (S, S, 3), uint8)[, proprio=Box(P)])`` and
+    :return: A :class:`PixelEnv` with ``observation_space = Dict(image=Box(0, 255, (S, S, 3), uint8)[, proprio=Box(P)])`` and
         ``action_space = Box(-1, 1, (A,), float32)``.
 
-    Raises:
-        ValueError: unknown domain/task (lists the valid ones), bad sizes, repeat, quality, camera or render mode.
+    :raises ValueError: unknown domain/task (lists the valid ones), bad sizes, repeat, quality, camera or render mode.
     """
     return PixelEnv(domain, task, image_size=image_size, action_repeat=action_repeat, proprio=proprio,
                     render_quality=render_quality, episode_frames=episode_frames, camera_id=camera_id, seed=seed,

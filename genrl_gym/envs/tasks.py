@@ -17,15 +17,14 @@ from dataclasses import dataclass
 class TaskSpec:
     """One task.
 
-    Attributes:
-        domain: e.g. ``"walker"``.
-        task: e.g. ``"stand"``.
-        prompt: GenRL's text prompt for the task.
-        camera_id: dm_control camera rendered for pixels (quadruped 2, others 0).
-        random_score: episode return of a random policy (GenRL ``MIN``), or None if unknown.
-        expert_score: episode return of an expert (GenRL ``MAX``), or None if unknown.
-        in_distribution: True for GenRL's in-distribution ("behaviour retrieval") tasks.
-        description: one line summarising the true per-frame reward.
+    :ivar domain: e.g. ``"walker"``.
+    :ivar task: e.g. ``"stand"``.
+    :ivar prompt: GenRL's text prompt for the task.
+    :ivar camera_id: dm_control camera rendered for pixels (quadruped 2, others 0).
+    :ivar random_score: episode return of a random policy (GenRL ``MIN``), or None if unknown.
+    :ivar expert_score: episode return of an expert (GenRL ``MAX``), or None if unknown.
+    :ivar in_distribution: True for GenRL's in-distribution ("behaviour retrieval") tasks.
+    :ivar description: one line summarising the true per-frame reward.
     """
 
     domain: str
@@ -45,8 +44,7 @@ class TaskSpec:
     def normalize(self, episode_return: float) -> float:
         """GenRL's normalised score ``(return - random) / (expert - random)`` (1000-frame episode return).
 
-        Raises:
-            ValueError: the task has no random/expert scores.
+        :raises ValueError: the task has no random/expert scores.
         """
         if self.random_score is None or self.expert_score is None:
             raise ValueError(f"{self.name} has no random/expert scores in GenRL's table, so it cannot be normalised.")
@@ -139,8 +137,7 @@ DOMAINS: tuple[str, ...] = tuple(dict.fromkeys(spec.domain for spec in TASKS.val
 def tasks_of(domain: str) -> tuple[str, ...]:
     """Task names of ``domain`` in table order.
 
-    Raises:
-        ValueError: unknown domain (lists the valid ones, suggests close matches).
+    :raises ValueError: unknown domain (lists the valid ones, suggests close matches).
     """
     _check_domain(domain)
     return tuple(spec.task for spec in TASKS.values() if spec.domain == domain)
@@ -149,8 +146,7 @@ def tasks_of(domain: str) -> tuple[str, ...]:
 def get_task(domain: str, task: str) -> TaskSpec:
     """Return the :class:`TaskSpec` of ``domain``/``task``.
 
-    Raises:
-        ValueError: unknown domain or task; the message lists the valid ones and suggests close matches.
+    :raises ValueError: unknown domain or task; the message lists the valid ones and suggests close matches.
     """
     _check_domain(domain)
     spec = TASKS.get(f"{domain}_{task}")

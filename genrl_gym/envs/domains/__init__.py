@@ -31,9 +31,8 @@ DOMAIN_MODULES: dict[str, str] = {
 def domain_module(domain: str) -> ModuleType:
     """Import and return the module implementing ``domain``.
 
-    Raises:
-        ValueError: unknown domain (lists the known ones).
-        ImportError: the domain's module is missing or broken (names the module).
+    :raises ValueError: unknown domain (lists the known ones).
+    :raises ImportError: the domain's module is missing or broken (names the module).
     """
     if domain not in DOMAIN_MODULES:
         raise ValueError(f"Unknown domain {domain!r}; valid domains: {', '.join(DOMAIN_MODULES)}.")
@@ -50,14 +49,12 @@ def load(domain: str, task: str, random: int | np.random.RandomState | None = No
          environment_kwargs: dict[str, Any] | None = None) -> Any:
     """Build the dm_control ``control.Environment`` of ``domain``/``task``.
 
-    Args:
-        domain: e.g. ``"walker"``.
-        task: e.g. ``"stand"``; must be in the domain module's ``TASK_NAMES``.
-        random: seed or ``RandomState`` for the task's initial-state randomisation (None: fresh entropy).
-        environment_kwargs: forwarded to ``control.Environment`` (``"time_limit"`` in seconds overrides the default).
+    :param domain: e.g. ``"walker"``.
+    :param task: e.g. ``"stand"``; must be in the domain module's ``TASK_NAMES``.
+    :param random: seed or ``RandomState`` for the task's initial-state randomisation (None: fresh entropy).
+    :param environment_kwargs: forwarded to ``control.Environment`` (``"time_limit"`` in seconds overrides the default).
 
-    Raises:
-        ValueError: unknown domain or task (lists the valid ones).
+    :raises ValueError: unknown domain or task (lists the valid ones).
     """
     module = domain_module(domain)
     if task not in module.TASK_NAMES:

@@ -101,13 +101,11 @@ def load(task: str, random: int | np.random.RandomState | None = None,
          environment_kwargs: dict[str, Any] | None = None) -> control.Environment:
     """Build cheetah ``task`` (one of ``TASK_NAMES``) as a dm_control ``control.Environment``.
 
-    Args:
-        task: task name.
-        random: seed or ``RandomState`` of the initial joint angles.
-        environment_kwargs: ``control.Environment`` kwargs; ``"time_limit"`` (s) overrides the default 10 s.
+    :param task: task name.
+    :param random: seed or ``RandomState`` of the initial joint angles.
+    :param environment_kwargs: ``control.Environment`` kwargs; ``"time_limit"`` (s) overrides the default 10 s.
 
-    Raises:
-        ValueError: unknown task.
+    :raises ValueError: unknown task.
     """
     time_limit, kwargs = split_time_limit(environment_kwargs, DEFAULT_TIME_LIMIT)
     if task == "run":

@@ -123,13 +123,11 @@ def load(task: str, random: int | np.random.RandomState | None = None,
          environment_kwargs: dict[str, Any] | None = None) -> control.Environment:
     """Build quadruped ``task`` (one of ``TASK_NAMES``) as a dm_control ``control.Environment``.
 
-    Args:
-        task: task name.
-        random: seed or ``RandomState`` of the initial orientation.
-        environment_kwargs: ``control.Environment`` kwargs; ``"time_limit"`` (s) overrides the default 20 s.
+    :param task: task name.
+    :param random: seed or ``RandomState`` of the initial orientation.
+    :param environment_kwargs: ``control.Environment`` kwargs; ``"time_limit"`` (s) overrides the default 20 s.
 
-    Raises:
-        ValueError: unknown task.
+    :raises ValueError: unknown task.
     """
     time_limit, kwargs = split_time_limit(environment_kwargs, DEFAULT_TIME_LIMIT)
     if task == "run":

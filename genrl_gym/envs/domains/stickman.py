@@ -86,8 +86,7 @@ TASK_NAMES: tuple[str, ...] = (
 def get_model_and_assets() -> tuple[bytes, dict[str, bytes]]:
     """Return the stickman MJCF (bytes) and the dm_control common assets its ``<include>``s need.
 
-    Raises:
-        FileNotFoundError: the XML is missing from the installed package (package data not installed).
+    :raises FileNotFoundError: the XML is missing from the installed package (package data not installed).
     """
     if not _ASSET_PATH.is_file():
         raise FileNotFoundError(
@@ -384,12 +383,10 @@ class Stickman(base.Task):
     def __init__(self, goal: str, random: int | np.random.RandomState | None = None) -> None:
         """Create the task.
 
-        Args:
-            goal: one of ``TASK_NAMES``.
-            random: a ``np.random.RandomState``, an integer seed, or None (fresh entropy).
+        :param goal: one of ``TASK_NAMES``.
+        :param random: a ``np.random.RandomState``, an integer seed, or None (fresh entropy).
 
-        Raises:
-            ValueError: unknown goal.
+        :raises ValueError: unknown goal.
         """
         _check_task(goal)
         self._goal = goal
@@ -437,18 +434,15 @@ def load(
 ) -> control.Environment:
     """Build the stickman ``task`` as a dm_control environment (not registered in ``dm_control.suite``).
 
-    Args:
-        task: one of ``TASK_NAMES``.
-        random: seed or ``np.random.RandomState`` for the initial states (None: fresh entropy).
-        environment_kwargs: extra ``control.Environment`` keyword arguments (e.g. ``flat_observation=True``);
-            ``time_limit`` (default 25 s) and ``control_timestep`` (default 0.025 s) may be overridden here.
+    :param task: one of ``TASK_NAMES``.
+    :param random: seed or ``np.random.RandomState`` for the initial states (None: fresh entropy).
+    :param environment_kwargs: extra ``control.Environment`` keyword arguments (e.g. ``flat_observation=True``);
+        ``time_limit`` (default 25 s) and ``control_timestep`` (default 0.025 s) may be overridden here.
 
-    Returns:
-        A ``dm_control.rl.control.Environment``: 10-dim action in [-1, 1], 1000 control steps per episode by
+    :return: A ``dm_control.rl.control.Environment``: 10-dim action in [-1, 1], 1000 control steps per episode by
         default, per-step reward in [0, 1].
 
-    Raises:
-        ValueError: unknown task (the message lists ``TASK_NAMES``).
+    :raises ValueError: unknown task (the message lists ``TASK_NAMES``).
     """
     _check_task(task)
     kwargs: dict = {"time_limit": _DEFAULT_TIME_LIMIT, "control_timestep": _CONTROL_TIMESTEP}
