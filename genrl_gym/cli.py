@@ -18,15 +18,37 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from genrl_gym import _compat  # noqa: F401  (render/torch guard before anything renders)
+import gymnasium as gym
+import numpy as np
+import stable_baselines3 as sb3
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from genrl_gym import prompts
 from genrl_gym._argparse_dataclass import add_dataclass_arguments, dataclass_from_args, plain_text
+from genrl_gym.agents import GenRLAgent, evaluate_task_return
+from genrl_gym.data import EpisodeStore, SB3Policy, collect
+from genrl_gym.demo import DemoConfig, run_demo
+from genrl_gym.envs import get_task, make_pixel_env
+from genrl_gym.model_store import resolve_model
+from genrl_gym.prompts import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_target, example, target_from_prompt, write_video
+from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
+from genrl_gym.training.export import export_model
+from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
+from genrl_gym.training.report import model_report
+from genrl_gym.training.trainer import train_mfwm
 from genrl_gym.utils import GenRLError, atomic_write, remove_stale_temp_files
+from genrl_gym.vlm import load_vlm
+from genrl_gym.vlm.embed import embed_store
+from genrl_gym.wrappers import GenRLLogCallback
 
 if TYPE_CHECKING:
     from genrl_gym.demo import DemoConfig
@@ -297,9 +319,6 @@ class ReportArgs:
 
 # ---------------------------------------------------------------------------------------------------------- commands
 def cmd_collect(args: CollectArgs) -> int:
-    from genrl_gym.data import SB3Policy, collect
-    from genrl_gym.envs import get_task
-
     get_task(args.domain, args.task)
     policy: Any = "random"
     if args.policy != "random":
@@ -319,11 +338,9 @@ def _load_sb3_like(path: str) -> Any:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"--policy {path}: no such file; pass 'random' or the path of an SB3 model zip")
-    from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
 
     if is_expert_stage(p):
         return ExpertPolicy(p)
-    import stable_baselines3 as sb3
 
     # An SB3 zip does not name its algorithm in a stable field: try the algorithms that fit continuous control.
     for name in ("PPO", "SAC", "TD3", "A2C", "DDPG"):
@@ -335,10 +352,6 @@ def _load_sb3_like(path: str) -> Any:
 
 
 def cmd_embed(args: EmbedArgs) -> int:
-    from genrl_gym.data import EpisodeStore
-    from genrl_gym.vlm.embed import embed_store
-    from genrl_gym.vlm import load_vlm
-
     store = EpisodeStore(args.data, create=False)
     vlm = load_vlm(args.vlm, device=args.device)
     n = embed_store(store, vlm, batch_size=args.batch_size, overwrite=args.overwrite)
@@ -347,8 +360,6 @@ def cmd_embed(args: EmbedArgs) -> int:
 
 
 def cmd_train_mfwm(args: TrainMFWMArgs) -> int:
-    from genrl_gym.training.trainer import train_mfwm
-
     _write_config(args.out, "train-mfwm", args)
     model = train_mfwm(args.data, args.preset, out_dir=args.out, steps=args.steps, stages=args.stages,
                        resume=args.resume, seed=args.seed, device=args.device,
@@ -358,8 +369,6 @@ def cmd_train_mfwm(args: TrainMFWMArgs) -> int:
 
 
 def cmd_pipeline(args: PipelineArgs, cfg: PipelineConfig) -> int:
-    from genrl_gym.training.pipeline import run_pipeline
-
     cfg = dataclasses.replace(cfg, expert=dataclasses.replace(cfg.expert, seed=cfg.seed))  # one seed for all stages
     _write_config(args.out, "pipeline", args, cfg)
     run_pipeline(args.out, cfg, until=args.until)
@@ -368,8 +377,6 @@ def cmd_pipeline(args: PipelineArgs, cfg: PipelineConfig) -> int:
 
 
 def cmd_prompts(args: PromptsArgs) -> int:
-    from genrl_gym import prompts
-
     clips = prompts.list_examples(args.domain)
     if not clips:
         print(f"no prompt clips are shipped for {args.domain or 'any domain'} yet")
@@ -380,10 +387,6 @@ def cmd_prompts(args: PromptsArgs) -> int:
 
 
 def cmd_imagine(args: ImagineArgs) -> int:
-    from genrl_gym.model_store import resolve_model
-    from genrl_gym.prompts import decode_target, target_from_prompt, write_video
-    from genrl_gym.vlm import load_vlm
-
     model = resolve_model(args.model)
     vlm = load_vlm(args.vlm) if args.vlm else None
     target = target_from_prompt(model, _prompt_arg(args.prompt), vlm=vlm, horizon=args.horizon)
@@ -394,11 +397,8 @@ def cmd_imagine(args: ImagineArgs) -> int:
 
 def _prompt_arg(prompt: str) -> str:
     """Prompts are text, a video or image path, or ``domain/task`` naming a shipped clip."""
-    from genrl_gym.prompts import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
     if not Path(prompt).exists() and "/" in prompt and not prompt.lower().endswith(VIDEO_SUFFIXES + IMAGE_SUFFIXES):
         domain, task = prompt.split("/", 1)
-        from genrl_gym.prompts import example
 
         return str(example(domain, task))
     return prompt
@@ -423,10 +423,6 @@ def _check_same_agent_run(args: TrainAgentArgs, checkpoint: Path) -> None:
 
 
 def cmd_train_agent(args: TrainAgentArgs) -> int:
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    from genrl_gym.agents import GenRLAgent
-
     checkpoint = args.out / "checkpoint.zip"
     resume = checkpoint.is_file() and args.resume
     if resume:
@@ -438,7 +434,6 @@ def cmd_train_agent(args: TrainAgentArgs) -> int:
     if args.start == "offline":
         if args.data is None:
             raise ValueError("--start offline needs --data <episode store> (or use --start data_free)")
-        from genrl_gym.data import EpisodeStore
 
         store = EpisodeStore(args.data, create=False)
     tb = str(args.out / "tb")
@@ -470,8 +465,6 @@ def cmd_train_agent(args: TrainAgentArgs) -> int:
 
 
 def cmd_store_verify(args: StoreVerifyArgs) -> int:
-    from genrl_gym.data import EpisodeStore
-
     store = EpisodeStore(args.data, create=False)
     damaged = store.check(with_embeddings=args.embeddings, progress=True)
     episodes = len(store.paths())
@@ -495,12 +488,6 @@ def cmd_store_verify(args: StoreVerifyArgs) -> int:
 
 
 def cmd_train_sb3(args: TrainSB3Args) -> int:
-    import gymnasium as gym
-    import stable_baselines3 as sb3
-
-    import genrl_gym  # noqa: F401  (registers GenRL/<Domain>-v0)
-    from genrl_gym.wrappers import GenRLLogCallback
-
     algo = getattr(sb3, args.algo, None)
     if algo is None:
         raise ValueError(f"--algo {args.algo}: not a Stable-Baselines3 algorithm (e.g. SAC, PPO, TD3, A2C)")
@@ -522,10 +509,6 @@ def cmd_train_sb3(args: TrainSB3Args) -> int:
 def cmd_evaluate(args: EvaluateArgs) -> int:
     _write_config(args.out, "evaluate", args)
     if args.agent == "random":
-        import numpy as np
-
-        from genrl_gym.envs import make_pixel_env
-
         env = make_pixel_env(args.domain, args.task)
         rng = np.random.default_rng(args.seed)
         policy: Any = lambda obs: rng.uniform(-1, 1, env.action_space.shape).astype("float32")  # noqa: E731
@@ -539,16 +522,12 @@ def cmd_evaluate(args: EvaluateArgs) -> int:
 
 
 def _load_agent(path: str) -> Any:
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
     except (zipfile.BadZipFile, OSError) as e:
         raise GenRLError(f"--agent {path}: truncated or corrupt zip file ({e}); save or train the agent again") from e
     if "genrl_agent.json" in names:
-        from genrl_gym.agents import GenRLAgent
-
         return GenRLAgent.load(path)
     return _load_sb3_like(path)
 
@@ -556,9 +535,6 @@ def _load_agent(path: str) -> Any:
 def _evaluate(policy: Any, domain: str, task: str, episodes: int, video: Path, *, seed: int = 0,
               prompt: str | None = None, model: str | None = None, out: Path | None = None,
               episode_frames: int = 1000) -> int:
-    from genrl_gym.agents import evaluate_task_return
-    from genrl_gym.training.experts import ExpertPolicy
-
     seeds = list(range(seed, seed + episodes))
     env_kwargs = None
     if isinstance(policy, ExpertPolicy):  # a pipeline expert stage reads proprioception, not pixels
@@ -585,11 +561,6 @@ def _evaluate(policy: Any, domain: str, task: str, episodes: int, video: Path, *
 def _genrl_score(policy: Any, domain: str, task: str, prompt: str, model: str | None, seeds: list[int],
                  episode_frames: int = 1000) -> float:
     """Mean per-step GenRL score of ``policy`` on ``GenRL/<Domain>-v0`` with ``prompt`` (SB3 ``evaluate_policy``)."""
-    import gymnasium as gym
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    import genrl_gym  # noqa: F401
-
     env = gym.make(f"GenRL/{domain.capitalize()}-v0", prompt=_prompt_arg(prompt), model=model or domain, task=task,
                    episode_frames=episode_frames)
     if not hasattr(policy, "predict"):
@@ -602,15 +573,11 @@ def _genrl_score(policy: Any, domain: str, task: str, prompt: str, model: str | 
 
 
 def cmd_demo(cfg: DemoConfig) -> int:
-    from genrl_gym.demo import run_demo
-
     run_demo(cfg)  # saves cfg as <out>/config.json
     return 0
 
 
 def cmd_export(args: ExportArgs) -> int:
-    from genrl_gym.training.export import export_model
-
     path = export_model(args.run, args.domain, args.dest, half=not args.fp32, max_mb=args.max_mb,
                         align=args.align)
     info = json.loads((path.parent / "model.json").read_text())
@@ -620,8 +587,6 @@ def cmd_export(args: ExportArgs) -> int:
 
 
 def cmd_report(args: ReportArgs) -> int:
-    from genrl_gym.training.report import model_report
-
     result = model_report(args.model or args.run, args.heldout, args.out, tasks=args.tasks, seed=args.seed,
                           run_dir=args.run, random_episodes=args.random_episodes, align=args.align)
     d = result["discrimination"]
@@ -655,9 +620,6 @@ class Command(NamedTuple):
 
 def commands() -> dict[str, Command]:
     """Every ``genrl`` subcommand (``store verify`` is the ``verify`` subcommand of ``store``)."""
-    from genrl_gym.demo import DemoConfig
-    from genrl_gym.training.pipeline import PipelineConfig
-
     def one(func: Callable[..., int], cls: type, help_: str | None = None) -> Command:
         return Command(func, help_ or (cls.__doc__ or ""), (Spec(cls),))
 
@@ -718,8 +680,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plain_text_paragraphs(doc: str) -> str:
     """:func:`plain_text` of each paragraph of ``doc``, wrapped at 100 columns (blank lines kept)."""
-    import textwrap
-
     return "\n\n".join(textwrap.fill(plain_text(par), width=100) for par in doc.strip().split("\n\n"))
 
 

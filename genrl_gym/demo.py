@@ -21,9 +21,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+from stable_baselines3 import SAC
 
-from genrl_gym.utils import atomic_write
+from genrl_gym.agents import GenRLAgent, evaluate_task_return
+from genrl_gym.data import EpisodeStore, collect
+from genrl_gym.envs import get_task
+from genrl_gym.model_store import resolve_model
+from genrl_gym.prompts import decode_target, example, target_from_prompt, write_video
+from genrl_gym.reward import target_horizon
+from genrl_gym.training.pipeline import write_prompt_clips
+from genrl_gym.training.trainer import train_mfwm
+from genrl_gym.utils import CheckpointError, atomic_write
+from genrl_gym.vlm.embed import embed_store
+from genrl_gym.wrappers.callbacks import learn_for
 
 
 @dataclass
@@ -62,9 +76,6 @@ class DemoConfig:
 
 def resolve_demo_model(cfg: DemoConfig, out: Path, log: Any = print) -> tuple[Any, str, dict[str, Any]]:
     """The MFWM to use and where it came from: ``("shipped" | "path" | "built", info)``."""
-    from genrl_gym.model_store import resolve_model
-    from genrl_gym.utils import CheckpointError
-
     name = cfg.model or cfg.domain
     try:
         return resolve_model(name, domain=cfg.domain), "resolved", {"model": name}
@@ -82,10 +93,6 @@ def resolve_demo_model(cfg: DemoConfig, out: Path, log: Any = print) -> tuple[An
 def build_tiny_model(cfg: DemoConfig, out: Path, *, episodes: int = 8, episode_frames: int = 200,
                      steps: int = 300) -> Any:
     """Random episodes -> video-only embeddings -> tiny MFWM (resumable; minutes on 2 CPU cores)."""
-    from genrl_gym.data import EpisodeStore, collect
-    from genrl_gym.vlm.embed import embed_store
-    from genrl_gym.training.trainer import train_mfwm
-
     store = EpisodeStore(out / "data")
     collect(domain=cfg.domain, task=cfg.task, policy="random", store=store, num_episodes=episodes,
             env_kwargs={"episode_frames": episode_frames}, seed=cfg.seed)
@@ -95,9 +102,6 @@ def build_tiny_model(cfg: DemoConfig, out: Path, *, episodes: int = 8, episode_f
 
 def pick_prompt(cfg: DemoConfig, model: Any, source: str, out: Path) -> tuple[Any, str]:
     """The prompt and why it was chosen."""
-    from genrl_gym.envs import get_task
-    from genrl_gym.prompts import example
-
     spec = get_task(cfg.domain, cfg.task)
     if cfg.prompt:
         return cfg.prompt, "given on the command line"
@@ -108,8 +112,6 @@ def pick_prompt(cfg: DemoConfig, model: Any, source: str, out: Path) -> tuple[An
     try:
         return str(example(cfg.domain, cfg.task)), "the model's VLM is video-only (no language): the shipped clip"
     except Exception:  # noqa: BLE001  (no clip shipped: cut one from the data the tiny model was built from)
-        from genrl_gym.data import EpisodeStore
-        from genrl_gym.training.pipeline import write_prompt_clips
 
         store = EpisodeStore(out / "tiny-model" / "data", create=False)
         clips = write_prompt_clips(store, (cfg.task,), out / "clips", frames=16)
@@ -119,16 +121,6 @@ def pick_prompt(cfg: DemoConfig, model: Any, source: str, out: Path) -> tuple[An
 
 def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     """Run the main job; return the results dictionary also written to ``<out>/results.json``."""
-    import gymnasium as gym
-    from stable_baselines3 import SAC
-
-    import genrl_gym  # noqa: F401  (registers GenRL/<Domain>-v0)
-    from genrl_gym.agents import GenRLAgent, evaluate_task_return
-    from genrl_gym.envs import get_task
-    from genrl_gym.prompts import decode_target, target_from_prompt, write_video
-    from genrl_gym.reward import target_horizon
-    from genrl_gym.wrappers.callbacks import learn_for
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "config.json", "w") as f:
@@ -241,10 +233,7 @@ def _summary_table(results: dict[str, Any]) -> str:
 
 
 def _plot_curves(curves: dict[str, list[tuple[float, int, float]]], path: Path) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5))
     for ax, (name, curve) in zip(np.atleast_1d(axes), curves.items()):

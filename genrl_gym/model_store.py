@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from genrl_gym.models import MFWM, CheckpointNotFoundError
 from genrl_gym.utils import CheckpointError
 
 if TYPE_CHECKING:
@@ -113,8 +114,6 @@ def resolve_model_path(model: str | os.PathLike[str]) -> tuple[Path, str]:
         return path.resolve(), "path"
     looks_like_path = isinstance(model, os.PathLike) or os.sep in text or "/" in text or text.endswith((".pt", ".pth", ".zip"))
     if looks_like_path:
-        from genrl_gym.models import CheckpointNotFoundError
-
         raise CheckpointNotFoundError(f"model checkpoint {path} does not exist. Pass the path of an MFWM checkpoint written "
                                       f"by `genrl pipeline`/`genrl train-mfwm` (or MFWM.save), or a model name.\n"
                                       + _train_hint(path.stem))
@@ -178,8 +177,6 @@ def resolve_model(model: str | os.PathLike[str] | MFWM, *, domain: str | None = 
     :raises CheckpointError: unknown name (with how to train one), wrong domain, or a corrupt/foreign checkpoint.
     :raises FileNotFoundError: a path that does not exist.
     """
-    from genrl_gym.models import MFWM
-
     if isinstance(model, MFWM):
         _check_domain(model, domain, "the model passed")
         return model

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import torch
 
 
 class GenRLError(Exception):
@@ -169,8 +170,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     try:
-        import torch
-
         torch.manual_seed(seed)
     except ImportError:
         pass

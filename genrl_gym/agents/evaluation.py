@@ -16,6 +16,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from genrl_gym.envs import get_task, make_pixel_env, render_env_kwargs
+from genrl_gym.prompts import write_video
+from genrl_gym.wrappers import GenRLReward
+
 __all__ = ["evaluate_task_return"]
 
 
@@ -63,7 +67,6 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
         (the table's constants are 1000-frame returns) and tasks that have constants.
     """
     from genrl_gym import _compat  # noqa: F401  (render guard before dm_control renders)
-    from genrl_gym.envs import get_task, make_pixel_env, render_env_kwargs
 
     spec = get_task(domain, task)
     seeds = list(range(n_episodes)) if seeds is None else [int(s) for s in seeds]
@@ -74,8 +77,6 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
     act = _act_fn(agent_or_policy, deterministic)
     env: gym.Env[Any, Any] = make_pixel_env(domain, task, episode_frames=episode_frames, **kwargs)
     if reward_prompt is not None:
-        from genrl_gym.wrappers import GenRLReward
-
         reward_model = world_model if reward_model is None else reward_model
         if reward_model is None:
             raise ValueError("reward_prompt needs a world model: pass reward_model= (a policy without .world_model)")
@@ -103,8 +104,6 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
         env.close()
     written = None
     if video_path is not None:
-        from genrl_gym.prompts import write_video
-
         written = str(write_video(np.stack(frames).astype(np.uint8), Path(video_path)))
     normalized = None
     if episode_frames == 1000 and spec.random_score is not None and spec.expert_score is not None:

@@ -40,14 +40,30 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from torch import Tensor, nn
 
-from genrl_gym.agents.actor_critic import (Actor, ActorCriticConfig, Critic, actor_loss, agent_preset, critic_loss,
-                                           hard_update, lambda_returns, return_offset_scale, step_weights,
-                                           update_return_ema)
-from genrl_gym.models import MFWM, State
-from genrl_gym.models.rssm import uniform_onehot
 from genrl_gym import sb3_compat
+from genrl_gym.agents.actor_critic import (
+    Actor,
+    ActorCriticConfig,
+    Critic,
+    actor_loss,
+    agent_preset,
+    critic_loss,
+    hard_update,
+    lambda_returns,
+    return_offset_scale,
+    step_weights,
+    update_return_ema,
+)
+from genrl_gym.data import EpisodeStore, SequenceSampler
+from genrl_gym.model_store import resolve_model
+from genrl_gym.models import MFWM, State
+from genrl_gym.models.mfwm import _identity_str, identity_dict
+from genrl_gym.models.rssm import uniform_onehot
+from genrl_gym.prompts import target_from_prompt
 from genrl_gym.reward import ALIGNS, SCORES, target_horizon, trajectory_match
 from genrl_gym.utils import CheckpointError, atomic_write
+from genrl_gym.vlm import load_vlm
+from genrl_gym.wrappers.callbacks import WallClockBudget
 
 __all__ = ["GenRLAgent", "GenRLPolicy", "AGENT_FORMAT", "AGENT_FORMAT_VERSION"]
 
@@ -108,8 +124,6 @@ class _UpdateProgressBar(ProgressBarCallback):
 
 def _check_world_model(path: Path, header: dict[str, Any], wm: MFWM, allow_mismatch: bool) -> None:
     """Compare the world model an agent is about to use with the one its header records (see ``GenRLAgent.load``)."""
-    from genrl_gym.models.mfwm import _identity_str, identity_dict
-
     recorded = header.get("world_model")
     domain = recorded.get("domain") if isinstance(recorded, dict) else header.get("domain")
     if domain is not None and domain != wm.domain:
@@ -281,8 +295,6 @@ class GenRLAgent(BaseAlgorithm):
         if isinstance(model, MFWM):
             wm = model.to(self.device)
         elif isinstance(model, (str, os.PathLike)):
-            from genrl_gym.model_store import resolve_model
-
             wm = resolve_model(model, map_location=str(self.device))
             p = Path(os.fspath(model)).expanduser()
             self.model_source = str(p.resolve()) if p.exists() else os.fspath(model)
@@ -317,10 +329,7 @@ class GenRLAgent(BaseAlgorithm):
         if hasattr(prompt, "features") and hasattr(prompt, "stoch"):
             target = prompt  # a ready TargetTrajectory
         else:
-            from genrl_gym.prompts import target_from_prompt
-
             if isinstance(vlm, (str, dict)):  # a load_vlm spec such as "video-only"
-                from genrl_gym.vlm import load_vlm
 
                 vlm = load_vlm(vlm, device=str(self.device))
             target = target_from_prompt(self.world_model, prompt, vlm=vlm, horizon=horizon)
@@ -435,7 +444,6 @@ class GenRLAgent(BaseAlgorithm):
             if self.store is None:
                 raise ValueError("start='offline' needs an episode store: set agent.store = EpisodeStore(...) "
                                  "(GenRLAgent.load(path, store=...)) or use start='data_free'")
-            from genrl_gym.data import EpisodeStore, SequenceSampler
 
             store = self.store if isinstance(self.store, EpisodeStore) else EpisodeStore(self.store, create=False)
             seq_len = min(cfg.seq_len, cfg.batch_size)
@@ -536,8 +544,6 @@ class GenRLAgent(BaseAlgorithm):
         """As SB3's, with a progress bar that counts updates instead of environment steps; when a
         :class:`~genrl_gym.wrappers.WallClockBudget` ends the run, its time-budget bar instead (a count towards the
         never-reached ``total_timesteps`` would say nothing)."""
-        from genrl_gym.wrappers.callbacks import WallClockBudget
-
         if isinstance(callback, list):
             callback = CallbackList(callback)
         if not isinstance(callback, BaseCallback):
@@ -683,7 +689,6 @@ class GenRLAgent(BaseAlgorithm):
         path = Path(path)
         if path.suffix == "":
             path = path.with_suffix(".zip")
-        from genrl_gym.models.mfwm import identity_dict
 
         wm = self.world_model
         header = {"format": AGENT_FORMAT, "version": AGENT_FORMAT_VERSION, "model_storage": model_storage,

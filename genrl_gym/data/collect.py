@@ -32,8 +32,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
+from tqdm.auto import tqdm
 
 from genrl_gym.data.episodes import EpisodeStore
+from genrl_gym.envs import make_pixel_env
 from genrl_gym.utils import DatasetError
 
 __all__ = ["Policy", "RandomPolicy", "SB3Policy", "HandoverPolicy", "CollectStats", "collect", "episode_seed"]
@@ -241,8 +243,6 @@ def episode_seed(seed: int, index: int) -> int:
 
 def _make_pixel_env(domain: str, task: str, env_kwargs: Mapping[str, Any]) -> gym.Env:
     """Top-level (picklable) factory used by the vector env workers."""
-    from genrl_gym.envs import make_pixel_env
-
     return make_pixel_env(domain, task, proprio=True, **dict(env_kwargs))
 
 
@@ -411,8 +411,6 @@ def _collect_locked(env_fn: Callable[[], gym.Env], store: EpisodeStore, policy: 
             store.update_metadata(**meta_kw)
 
         if progress:
-            from tqdm.auto import tqdm
-
             label = f"{domain}_{task}" if domain and task else (task or domain or "episodes")
             pbar = tqdm(total=num_episodes, initial=existing, unit="ep", desc=f"collect {label} [{tag}]")
 

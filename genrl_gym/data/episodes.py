@@ -61,14 +61,15 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from genrl_gym.data.npz_mmap import NpzFormatError, open_npz
 from genrl_gym.utils import DatasetError, atomic_write
@@ -666,8 +667,6 @@ class EpisodeStore:
         paths = self.paths()
         iterator: Any = paths
         if progress:
-            from tqdm.auto import tqdm
-
             iterator = tqdm(paths, desc="verify", unit="ep")
         for p in iterator:
             self.load(p, with_embeddings=with_embeddings)
@@ -687,8 +686,6 @@ class EpisodeStore:
         paths = self.paths()
         iterator: Any = paths
         if progress:
-            from tqdm.auto import tqdm
-
             iterator = tqdm(paths, desc="check", unit="ep")
         found: list[Damage] = []
         for p in iterator:

@@ -32,7 +32,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import gymnasium as gym
+import mujoco
 import numpy as np
+from dm_control import mujoco as dm_mujoco
+from dm_control.mujoco import wrapper
 from gymnasium import spaces
 
 from genrl_gym import _compat  # noqa: F401  (sets MUJOCO_GL=egl before mujoco is imported)
@@ -55,8 +58,6 @@ _PATCHED = False
 
 
 def _enum_compares_with_numpy() -> bool:
-    import mujoco
-
     return bool(mujoco.mjtJoint.mjJNT_HINGE == np.int32(int(mujoco.mjtJoint.mjJNT_HINGE)))
 
 
@@ -66,7 +67,6 @@ def _patch_joint_helpers() -> None:
     if _PATCHED or _enum_compares_with_numpy():
         _PATCHED = True
         return
-    import mujoco
     from gymnasium_robotics.utils import mujoco_utils
 
     widths = {  # joint type -> (qpos width, qvel width)
@@ -157,9 +157,6 @@ class KitchenEnv(gym.Env):
         return float(np.linalg.norm(self._env.data.qpos[self._indices] - self._goal))
 
     def _render(self) -> np.ndarray:
-        from dm_control import mujoco as dm_mujoco
-        from dm_control.mujoco import wrapper
-
         model, data = self._env.model, self._env.data
         if self._physics is None:
             if self.render_quality == "fast":

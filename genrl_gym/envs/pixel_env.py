@@ -23,6 +23,8 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+import shimmy
+from dm_control.mujoco import engine
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
@@ -79,7 +81,6 @@ class PixelEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         # dm_control's own time limit is disabled (inf): episodes end after ``episode_frames`` frames, counted here.
         self._dm_env = domains.load(domain, task, random=seed, environment_kwargs={"time_limit": float("inf")})
         # Shimmy bridges dm_env -> Gymnasium (step/reset conversion, seeding of the dm_control task RandomState).
-        import shimmy  # local: shimmy registers its ids on import, only needed once an env is built
 
         self._gym_env = shimmy.DmControlCompatibilityV0(self._dm_env)
         physics = self._dm_env.physics
@@ -199,8 +200,6 @@ class PixelEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         size = self.image_size if size is None else _check_positive_int("size", size, "frame side in pixels.")
         camera = self._cameras.get(size)
         if camera is None:
-            from dm_control.mujoco import engine
-
             camera = self._cameras[size] = engine.Camera(self._dm_env.physics, height=size, width=size,
                                                          camera_id=self.camera_id)
         # Copy: dm_control returns a flipped view of the camera's reusable pixel buffer, which the next render overwrites.

@@ -26,6 +26,7 @@ from genrl_gym.models.presets import MFWMConfig
 from genrl_gym.models.rssm import State
 from genrl_gym.models.world_model import WorldModel
 from genrl_gym.utils import CheckpointError, atomic_write
+from genrl_gym.vlm import VLMIdentity
 
 __all__ = ["MFWM", "FORMAT_TAG", "FORMAT_VERSION", "CheckpointNotFoundError", "identity_dict"]
 
@@ -54,8 +55,6 @@ def _identity_str(d: dict[str, Any] | None) -> str:
     if d is None:
         return "<no VLM recorded>"
     try:
-        from genrl_gym.vlm import VLMIdentity
-
         return str(VLMIdentity.from_dict(d))
     except Exception:  # vlm package unavailable or a record of another version
         return json.dumps(d, sort_keys=True, default=str)
@@ -112,8 +111,6 @@ class MFWM(nn.Module):
         if self._vlm is None:
             return None
         try:
-            from genrl_gym.vlm import VLMIdentity
-
             return VLMIdentity.from_dict(self._vlm)
         except Exception:  # vlm package missing or an identity from another version: keep the raw record
             return dict(self._vlm)

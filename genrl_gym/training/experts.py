@@ -22,13 +22,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import stable_baselines3 as sb3
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecNormalize
 
+from genrl_gym import sb3_compat
+from genrl_gym.envs import make_pixel_env
 from genrl_gym.utils import CheckpointError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -76,8 +84,6 @@ class ExpertConfig:
 
 
 def _algo_class(algo: str) -> Any:
-    import stable_baselines3 as sb3
-
     return {"ppo": sb3.PPO, "sac": sb3.SAC}[algo]
 
 
@@ -98,8 +104,6 @@ def make_proprio_env(domain: str, task: str, *, episode_frames: int = 1000, seed
     Same physics, action repeat and reward as :func:`genrl_gym.envs.make_pixel_env`, so a policy trained here acts
     identically in a pixel env made with ``proprio=True``.
     """
-    from genrl_gym.envs import make_pixel_env
-
     env = make_pixel_env(domain, task, proprio=True, pixels=False, episode_frames=episode_frames, seed=seed)
     return _ProprioObservation(env)
 
@@ -126,9 +130,6 @@ def train_expert(domain: str, task: str, out_dir: str | Path, config: ExpertConf
     :return: paths of the stage checkpoints, in training order. Stages already on disk are not retrained: the
         run resumes from the latest one.
     """
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
-
     config = config or ExpertConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,10 +215,6 @@ def _replay_path(stage: Path) -> Path:
 def _stage_data(path: Path) -> dict[str, Any]:
     """The plain JSON fields of an SB3 zip's ``data`` entry. SB3 also stores cloudpickle blobs there (spaces, policy
     class, schedules); they stay text: nothing a run folder holds is unpickled."""
-    import zipfile
-
-    from genrl_gym import sb3_compat
-
     try:
         return sb3_compat.read_data(path)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
@@ -227,16 +224,12 @@ def _stage_data(path: Path) -> dict[str, Any]:
 
 def _stage_params(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(state dicts, torch variables)`` of an SB3 zip, read with ``torch.load(weights_only=True)``."""
-    from genrl_gym import sb3_compat
-
     _, params, variables = sb3_compat.load_zip(str(path), device="cpu", load_data=False)
     return params, variables
 
 
 def _stage_policy(algo: str, path: Path) -> Any:
     """The SB3 ``MlpPolicy`` of a stage, rebuilt from its recorded sizes and weights (for acting only)."""
-    from genrl_gym import sb3_compat
-
     data = _stage_data(path)
     try:
         obs_shape = sb3_compat.space_shape(data, "observation_space")
@@ -255,8 +248,6 @@ def _stage_policy(algo: str, path: Path) -> Any:
 def _restore_training_state(model: Any, path: Path) -> None:
     """Load a stage's weights, optimiser states, torch variables (SAC's entropy temperature) and step counters into
     a freshly built ``model`` of the same algorithm and settings, without unpickling anything."""
-    from genrl_gym import sb3_compat
-
     params, variables = _stage_params(path)
     model.set_parameters(params, exact_match=True, device="cpu")
     sb3_compat.restore_torch_variables(model, variables)
@@ -277,8 +268,6 @@ def _rms_to_json(rms: Any) -> dict[str, Any]:
 
 
 def _rms_from_json(d: dict[str, Any]) -> Any:
-    from stable_baselines3.common.running_mean_std import RunningMeanStd
-
     shape = tuple(int(n) for n in d["shape"])
     rms = RunningMeanStd(shape=shape)
     rms.mean = np.asarray(d["mean"], np.float64).reshape(shape)
@@ -333,8 +322,6 @@ def convert_pickled_stats(stage: str | Path) -> Path:
     **Unpickles** the old file, which can run any code it holds: use it only on runs you made yourself or otherwise
     trust. The pickle is left in place (delete it after checking). Returns the JSON path.
     """
-    import pickle
-
     stage = Path(stage)
     with open(_legacy_vecnorm_path(stage), "rb") as f:
         old = pickle.load(f)  # noqa: S301  (explicit, documented opt-in for trusted files)

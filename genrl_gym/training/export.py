@@ -27,6 +27,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from genrl_gym.model_store import PRETRAINED_DIR
+from genrl_gym.models import MFWM
 from genrl_gym.reward import ALIGNS
 from genrl_gym.utils import CheckpointError, atomic_write
 
@@ -119,8 +123,6 @@ def _training_updates(files: RunFiles) -> int | None:
     ckpt = files["run"] / "mfwm" / "checkpoint.pt"
     if ckpt.is_file():
         try:
-            import torch
-
             return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["step"])
         except Exception as e:  # a damaged training checkpoint must not block shipping the finished model
             log.warning("cannot read the step of %s (%s); using mfwm/config.json", ckpt, e)
@@ -157,9 +159,6 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
     :raises FileNotFoundError: missing run folder, model, clips or recipe (the message says which stage to run).
     :raises CheckpointError: wrong domain, corrupt checkpoint or JSON, or a model over the size budget.
     """
-    from genrl_gym.model_store import PRETRAINED_DIR
-    from genrl_gym.models import MFWM
-
     files = read_run(run_dir, need_clips=True)
     run: Path = files["run"]
     if files["recipe"] is None:

@@ -26,8 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from genrl_gym.data import EpisodeStore, HandoverPolicy, RandomPolicy, SB3Policy, collect
+from genrl_gym.envs import TASKS, get_task
+from genrl_gym.prompts import write_video
 from genrl_gym.training.experts import ExpertConfig, ExpertPolicy, train_expert
+from genrl_gym.training.trainer import train_mfwm
 from genrl_gym.utils import atomic_write
+from genrl_gym.vlm import load_vlm
+from genrl_gym.vlm.embed import embed_store
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +96,6 @@ class PipelineConfig:
 
     def resolved_tasks(self) -> tuple[str, ...]:
         """The tasks this pipeline trains experts for."""
-        from genrl_gym.envs import TASKS
-
         if self.tasks:
             return tuple(self.tasks)
         return tuple(s.task for s in TASKS.values() if s.domain == self.domain and s.in_distribution)
@@ -106,12 +110,6 @@ class PipelineConfig:
 def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, until: str = "clips",
                  progress: bool = True) -> Path:
     """Run (or resume) the pipeline into ``out_dir`` up to and including stage ``until``; return ``out_dir``."""
-    from genrl_gym.data import EpisodeStore, HandoverPolicy, RandomPolicy, SB3Policy, collect
-    from genrl_gym.vlm.embed import embed_store
-    from genrl_gym.envs import get_task
-    from genrl_gym.training.trainer import train_mfwm
-    from genrl_gym.vlm import load_vlm
-
     if until not in PIPELINE_STAGES:
         raise ValueError(f"until must be one of {PIPELINE_STAGES}, got {until!r}")
     config = config or PipelineConfig()
@@ -246,8 +244,6 @@ def write_prompt_clips(heldout: Any, tasks: tuple[str, ...], out_dir: str | Path
     Also writes ``<out_dir>/clips.json``: per clip the source episode, start row, mean true reward per step, mean
     motion and the best reward among all windows.
     """
-    from genrl_gym.prompts import write_video
-
     if not 0 <= reward_tolerance < 1:
         raise ValueError(f"reward_tolerance is a fraction of the best window's reward in [0, 1), got {reward_tolerance}")
     out = Path(out_dir)

@@ -23,17 +23,23 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.distributed as dist
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor, nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
 
+from genrl_gym.data import EpisodeStore, SequenceSampler
 from genrl_gym.models.aligner import Aligner
 from genrl_gym.models.connector import Connector
 from genrl_gym.models.mfwm import MFWM, _identity_str, _read_torch_file
 from genrl_gym.models.presets import MFWMConfig, preset
 from genrl_gym.models.rssm import State
 from genrl_gym.models.world_model import WorldModel
+from genrl_gym.prompts import embed_prompt, write_video
 from genrl_gym.training.losses import connector_aligner_loss, world_model_loss
 from genrl_gym.utils import CheckpointError, atomic_write, remove_stale_temp_files
 
@@ -126,8 +132,6 @@ def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 
 def _gif_bytes(frames: np.ndarray, fps: int = 10) -> bytes:
-    import imageio.v3 as iio
-
     return iio.imwrite("<bytes>", frames, extension=".gif", duration=max(20, 10 * round(100 / fps)), loop=0)
 
 
@@ -164,7 +168,6 @@ class Trainer:
         self.checkpoint_every = checkpoint_every or tc.checkpoint_every
         self.prompt_embedding: tuple[Tensor, str] | None = None
         if prompt_for_video is not None and self.rank == 0:  # embed once now: a bad prompt fails here, not at step N
-            from genrl_gym.prompts import embed_prompt
 
             self.prompt_embedding = embed_prompt(model, prompt_for_video, vlm)
         self.amp = tc.amp and self.device.type == "cuda"
@@ -243,8 +246,6 @@ class Trainer:
         Logs every ``log_every``, writes videos every ``video_every`` (0 = never) and ``checkpoint.pt`` every
         ``checkpoint_every`` updates and at the end, plus the final ``mfwm.pt``.
         """
-        from tqdm.auto import tqdm
-
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             for name in ("checkpoint.pt", "mfwm.pt"):  # left by a run killed while writing them
@@ -295,8 +296,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ logging
     def _tb(self) -> Any:
         if self.writer is None and self.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.writer = SummaryWriter(str(self.out_dir / "tb"))
         return self.writer
 
@@ -313,7 +312,6 @@ class Trainer:
         """Reconstruction strip (truth over prediction) and the decoded connector target of a fixed embedding/prompt."""
         if not self.is_main:
             return
-        from genrl_gym.prompts import write_video
 
         self.model.eval()
         b = self._to_device({k: v[:1] for k, v in batch.items() if k in _BATCH_DTYPES})
@@ -330,7 +328,6 @@ class Trainer:
                                                   align=align, generator=g)
             videos[name] = (self.model.decode(states.stoch)[0] * 255).round().to(torch.uint8).cpu().numpy()
         w = self._tb()
-        from tensorboard.compat.proto.summary_pb2 import Summary
 
         for name, frames in videos.items():
             write_video(frames, self.out_dir / "videos" / f"{name}-{self.step:07d}.gif")
@@ -477,8 +474,6 @@ def train_mfwm(store: Any, config: MFWMConfig | str | dict[str, Any] = "small", 
     ``init`` starts from those weights. Batches: ``SequenceSampler(store, B, T, seed=f(seed, rank, step))``, so a resumed
     run draws a fresh but deterministic data stream.
     """
-    from genrl_gym.data import EpisodeStore, SequenceSampler
-
     if isinstance(store, (str, os.PathLike)):
         store = EpisodeStore(store, create=False)
     cfg = preset(config) if isinstance(config, str) else (MFWMConfig.from_dict(config) if isinstance(config, dict)

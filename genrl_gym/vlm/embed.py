@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from genrl_gym.data.episodes import EMBEDDINGS_DIR
 from genrl_gym.utils import DatasetError, VLMError
@@ -48,15 +49,13 @@ def windows(frames: np.ndarray | torch.Tensor, window: int = DEFAULT_WINDOW, *, 
             ) -> np.ndarray | torch.Tensor:
     """All stride-1 windows of a clip: ``out[t] = frames[t-window+1 .. t]``.
 
-    Args:
-        frames: ``[L, H, W, C]`` (numpy or torch; any dtype).
-        window: frames per window.
-        pad: ``"repeat_first"`` (default): the result has L rows and frames before row 0 are copies of frame 0,
-            ``out[t, k] = frames[max(t - window + 1 + k, 0)]``; ``"none"``: only full windows, ``L - window + 1`` rows
-            (``out[i] = frames[i .. i+window-1]``).
+    :param frames: ``[L, H, W, C]`` (numpy or torch; any dtype).
+    :param window: frames per window.
+    :param pad: ``"repeat_first"`` (default): the result has L rows and frames before row 0 are copies of frame 0,
+        ``out[t, k] = frames[max(t - window + 1 + k, 0)]``; ``"none"``: only full windows, ``L - window + 1`` rows
+        (``out[i] = frames[i .. i+window-1]``).
 
-    Returns:
-        ``[L, window, H, W, C]`` (or ``[L-window+1, ...]`` for ``pad="none"``): a strided view, no per-window copy
+    :return: ``[L, window, H, W, C]`` (or ``[L-window+1, ...]`` for ``pad="none"``): a strided view, no per-window copy
         (with padding, of one ``[L+window-1, ...]`` padded copy of the clip). Numpy results are read-only views.
     """
     if window < 1:
@@ -83,14 +82,12 @@ def windows(frames: np.ndarray | torch.Tensor, window: int = DEFAULT_WINDOW, *, 
 def embed_frames(frames: np.ndarray | torch.Tensor, vlm: VLM, *, batch_size: int = 64) -> np.ndarray:
     """Embed the window ending at every frame of one clip (start rule: repeat frame 0, see :func:`windows`).
 
-    Args:
-        frames: ``uint8 [L, H, W, 3]``.
-        vlm: the VLM; its ``window`` (default 8) sets the window length. A VLM with an ``embed_sliding(clip)``
-            method (the video-only default) computes per-frame work once per frame instead of once per window.
-        batch_size: windows per ``embed_video`` call.
+    :param frames: ``uint8 [L, H, W, 3]``.
+    :param vlm: the VLM; its ``window`` (default 8) sets the window length. A VLM with an ``embed_sliding(clip)``
+        method (the video-only default) computes per-frame work once per frame instead of once per window.
+    :param batch_size: windows per ``embed_video`` call.
 
-    Returns:
-        float32 ``[L, D]``, unit-norm rows; row t embeds frames ``t-window+1 .. t``.
+    :return: float32 ``[L, D]``, unit-norm rows; row t embeds frames ``t-window+1 .. t``.
     """
     window = int(getattr(vlm, "window", DEFAULT_WINDOW))
     if isinstance(frames, torch.Tensor):
@@ -141,22 +138,19 @@ def embed_store(store: EpisodeStore, vlm: VLM | str | Mapping[str, Any], *, batc
                 progress: bool = True, overwrite: bool = False, device: str | torch.device = "cpu") -> int:
     """Embed every episode of a store (row t = embedding of frames t-7..t, see the module docstring).
 
-    Args:
-        store: the :class:`~genrl_gym.data.EpisodeStore`.
-        vlm: a VLM or a :func:`~genrl_gym.vlm.load_vlm` spec (built on ``device``).
-        batch_size: windows per VLM call.
-        progress: show a tqdm progress bar (episodes, with frames/s).
-        overwrite: re-embed every episode. If the store was embedded by another VLM (or with another windowing
-            rule), its old embedding files are deleted first, then the new identity is recorded.
+    :param store: the :class:`~genrl_gym.data.EpisodeStore`.
+    :param vlm: a VLM or a :func:`~genrl_gym.vlm.load_vlm` spec (built on ``device``).
+    :param batch_size: windows per VLM call.
+    :param progress: show a tqdm progress bar (episodes, with frames/s).
+    :param overwrite: re-embed every episode. If the store was embedded by another VLM (or with another windowing
+        rule), its old embedding files are deleted first, then the new identity is recorded.
 
-    Returns:
-        The number of episodes embedded by this call (episodes already embedded with the same VLM are skipped, so a
+    :return: The number of episodes embedded by this call (episodes already embedded with the same VLM are skipped, so a
         second call returns 0; an interrupted call resumes where it stopped).
 
-    Raises:
-        VLMError: the store was embedded by a different VLM (or rule) and ``overwrite`` is False.
-        DatasetError: an episode file is truncated/corrupt (from the store).
-        StoreLockedError: another process is embedding the same store.
+    :raises VLMError: the store was embedded by a different VLM (or rule) and ``overwrite`` is False.
+    :raises DatasetError: an episode file is truncated/corrupt (from the store).
+    :raises StoreLockedError: another process is embedding the same store.
     """
     vlm = load_vlm(vlm, device=device)
     with store.writing("embeddings"):  # one embedding pass per store at a time
@@ -188,8 +182,6 @@ def _embed_locked(store: EpisodeStore, vlm: VLM, *, batch_size: int, progress: b
     todo = paths if overwrite else [p for p in paths if not _existing_ok(store, p, identity.embed_dim)]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(todo), desc=f"embed {identity.backend}:{identity.model}", unit="ep")
     done, frames_done, t0 = 0, 0, time.perf_counter()
     try:
