@@ -304,8 +304,10 @@ def cmd_train_sb3(args: argparse.Namespace) -> int:
     if algo is None:
         raise ValueError(f"--algo {args.algo}: not a Stable-Baselines3 algorithm (e.g. SAC, PPO, TD3, A2C)")
     _write_config(args.out, "train-sb3", args)
-    env_id = f"GenRL/{args.domain.capitalize()}-v0"
-    env = gym.make(env_id, prompt=_prompt_arg(args.prompt), model=args.model, task=args.task, proprio=args.proprio)
+    from genrl_gym.envs.tasks import env_id
+
+    env = gym.make(env_id(args.domain), prompt=_prompt_arg(args.prompt), model=args.model, task=args.task,
+                   proprio=args.proprio)
     if args.proprio:
         env = gym.wrappers.FilterObservation(env, ["proprio"])
     model = algo("MultiInputPolicy", env, seed=args.seed, tensorboard_log=str(args.out / "tb"), verbose=1,
@@ -388,8 +390,9 @@ def _genrl_score(policy: Any, domain: str, task: str, prompt: str, model: str | 
     from stable_baselines3.common.evaluation import evaluate_policy
 
     import genrl_gym  # noqa: F401
+    from genrl_gym.envs.tasks import env_id
 
-    env = gym.make(f"GenRL/{domain.capitalize()}-v0", prompt=_prompt_arg(prompt), model=model or domain, task=task,
+    env = gym.make(env_id(domain), prompt=_prompt_arg(prompt), model=model or domain, task=task,
                    episode_frames=episode_frames)
     if not hasattr(policy, "predict"):
         raise ValueError("the GenRL score needs a policy with predict() (a GenRLAgent or SB3 model)")
