@@ -169,8 +169,9 @@ def run(steps: int, clip_steps: int, rounds: int, threads: list[int]) -> tuple[d
         "reward_4x_batch1": (lambda: [s1.observe(np.zeros((1, 6)), frame1, [False]) for _ in range(4)], steps // 2),
     }
     default_threads = torch.get_num_threads()
-    results: dict[str, Any] = {"config": {"preset": "small", "feature_dim": model.config.feature_dim, "history": DEFAULT_HISTORY,
-                                          "image_size": 64, "render_quality": "fast", "action_repeat": 2,
+    results: dict[str, Any] = {"config": {"preset": "small", "feature_dim": model.config.feature_dim,
+                                          "history": DEFAULT_HISTORY, "image_size": 64, "render_quality": "fast",
+                                          "action_repeat": 2,
                                           "steps_per_block": steps, "clip_steps_per_block": clip_steps, "rounds": rounds,
                                           "clip": "open_clip ViT-B-32, random weights, 224x224 bicubic"}}
     rows = []

@@ -60,3 +60,27 @@ def test_score_episode_equals_the_recorded_wrapper_rewards(case: dict[str, Any])
 @pytest.mark.parametrize("case", [c for c in CASES if c["domain"] != "walker" or not c["options"]], ids=_id)
 def test_the_wrapper_still_gives_the_recorded_rewards(case: dict[str, Any]) -> None:
     _check(wrapper_rewards(case), case)
+
+
+def test_spec_and_keyword_forms_give_the_same_rewards() -> None:
+    """A RewardSpec, keyword overrides of its fields and both at once build the same reward (one set-up for all)."""
+    from genrl_gym.reward import reward_spec
+    from genrl_gym.wrappers import GenRLReward
+    from make_reward_fixture import ReplayEnv
+
+    case = next(c for c in CASES if c["domain"] == "walker" and c["options"] == {"score_kind": "cosine_kl"})
+    model = resolve_model("walker", domain="walker")
+    frames = read_video(example("walker", case["episode_task"]))
+    prompt = example("walker", case["prompt_task"])
+    forms = [{"spec": RewardSpec(model=model, prompt=prompt, score_kind="cosine_kl")},
+             {"spec": RewardSpec(model=model, score_kind="neg_mse"), "prompt": prompt, "score_kind": "cosine_kl"},
+             {"model": model, "prompt": prompt, "score_kind": "cosine_kl"}]
+    for kw in forms:
+        env = GenRLReward(ReplayEnv(frames, 6, "walker"), domain="walker", **kw)
+        assert env.reward_spec.score_kind == "cosine_kl" and env.reward_spec.model is model
+        env.reset(seed=0)
+        _check(np.asarray([env.step(a)[1] for a in episode_actions(len(frames) - 1, 6)], np.float32), case)
+    with pytest.raises(TypeError, match="score_knd"):
+        reward_spec(score_knd="cosine")
+    with pytest.raises(TypeError, match="score_knd"):
+        GenRLReward(ReplayEnv(frames, 6, "walker"), model, prompt, score_knd="cosine")

@@ -130,7 +130,7 @@ def score_episode(spec: RewardSpec | MFWM | str | os.PathLike[str], images: np.n
     if not isinstance(spec, RewardSpec):
         spec = RewardSpec(model=spec)
     spec = reward_spec(spec, **overrides)
-    model = spec.model if _is_model(spec.model) else spec.resolve_model()
+    model = spec.resolve_model()
     if target is None:
         target, align = aligned_target(model, spec.prompt, spec.vlm, history=spec.history, horizon=spec.horizon,
                                        align=spec.align)
@@ -144,7 +144,3 @@ def score_episode(spec: RewardSpec | MFWM | str | os.PathLike[str], images: np.n
         rewards = env_rewards(feats, target.features.detach(), history=spec.history, score_kind=spec.score_kind,
                               align=align, a_logits=None if kl is None else logits, b_logits=kl)
     return rewards.astype(np.float32)
-
-
-def _is_model(model: Any) -> bool:
-    return hasattr(model, "reward_features") and hasattr(model, "config")

@@ -66,6 +66,17 @@ class RewardSpec:
     track_latent: bool = False
     num_threads: int | None = 1
 
+    def __repr__(self) -> str:
+        """The options, with a loaded model shown by its domain and an array prompt by its shape."""
+        def short(value: Any) -> str:
+            if hasattr(value, "config") and hasattr(value, "domain"):
+                return f"<{type(value).__name__} {value.domain}>"
+            if isinstance(value, np.ndarray):
+                return f"<array {value.dtype} {list(value.shape)}>"
+            return repr(value)
+
+        return f"RewardSpec({', '.join(f'{f.name}={short(getattr(self, f.name))}' for f in dataclasses.fields(self))})"
+
     def resolve_model(self, domain: str | None = None) -> MFWM:
         """The world model of :attr:`model`, loaded on :attr:`device` and checked against ``domain`` when given.
 
@@ -98,12 +109,14 @@ def reward_spec(spec: RewardSpec | None = None, /, **overrides: Any) -> RewardSp
     return dataclasses.replace(base, **overrides) if overrides else base
 
 
-def _check_prompt(prompt: object) -> None:
+def _check_prompt(prompt: str | os.PathLike[str] | np.ndarray | None) -> str | os.PathLike[str] | np.ndarray:
+    """``prompt`` when it is one; a PromptError saying what to pass when it is missing or empty."""
     if prompt is None:
         raise PromptError("a prompt is required: pass a text (e.g. prompt='walk fast'), a video (a path to a .gif/.mp4 or "
                           "a uint8 array [T, H, W, 3]) or an image (a .png/.jpg path or a uint8 array [H, W, 3])")
     if isinstance(prompt, str) and not prompt.strip():
         raise PromptError("the prompt is empty: pass a text describing the behaviour (e.g. 'walk fast') or a video path")
+    return prompt
 
 
 def build_target(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | None, vlm: VLM | str | Mapping[str, Any] | None,
@@ -117,7 +130,7 @@ def build_target(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | None
     """
     from genrl_gym.prompts import target_from_prompt
 
-    _check_prompt(prompt)
+    prompt = _check_prompt(prompt)
     if isinstance(prompt, os.PathLike) and not isinstance(prompt, Path):
         prompt = Path(os.fspath(prompt))  # any PathLike is a video file (prompts treats Path objects as such)
     if vlm is not None and not hasattr(vlm, "embed_video"):

@@ -9,7 +9,7 @@ The reward engine is :mod:`genrl_gym.reward`; the wrappers here adapt it to envi
 
 The SB3 counterpart, :class:`genrl_gym.wrappers.VecGenRLReward`, works the same way. All of them take the reward's
 options as a :class:`~genrl_gym.reward.RewardSpec` (``spec=``), as keyword arguments naming its fields, or both (the
-keywords win; :func:`attach_reward` is their one set-up), and write the env's true reward to ``info["task_reward"]``
+keywords win; :class:`RewardAdapter` is their one set-up), and write the env's true reward to ``info["task_reward"]``
 and the score to ``info["genrl_score"]``. How the reward of a step is computed (a growing window of the episode's frames
 aligned against the target; the posterior without the GRU): :mod:`genrl_gym.reward.scorer`.
 """
@@ -30,9 +30,10 @@ from genrl_gym.utils import CheckpointError
 
 if TYPE_CHECKING:
     from genrl_gym.models import MFWM
+    from genrl_gym.prompts import TargetTrajectory
 
 __all__ = ["LatentRewardScorer", "GenRLReward", "GenRLVectorReward", "image_layout", "to_hwc", "env_domain",
-           "attach_reward", "task_rewards"]
+           "RewardAdapter", "task_rewards"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -100,36 +101,51 @@ def task_rewards(infos: Sequence[dict[str, Any]], rewards: np.ndarray) -> None:
         info.setdefault("task_reward", float(rewards[i]))
 
 
-def attach_reward(wrapper: Any, spec: RewardSpec | None, model: str | os.PathLike[str] | MFWM | None,
-                  prompt: str | os.PathLike[str] | np.ndarray | None, overrides: Mapping[str, Any], *,
-                  observation_space: spaces.Space[Any], action_space: spaces.Space[Any], num_envs: int,
-                  obs_key: str, domain: str | None) -> None:
-    """The one set-up of every GenRL reward wrapper.
+class RewardAdapter:
+    """What every GenRL reward wrapper holds, and its one set-up (:meth:`_attach_reward`): a mixin of
+    :class:`GenRLReward`, :class:`GenRLVectorReward` and :class:`~genrl_gym.wrappers.VecGenRLReward`.
 
-    Merges ``spec``, ``model``, ``prompt`` (when not None) and the keyword ``overrides`` into ``wrapper.reward_spec``
-    (:func:`genrl_gym.reward.reward_spec`; ``wrapper.spec`` is Gymnasium's ``EnvSpec``), loads the model
-    (``wrapper.model``, checked against ``domain``), checks the observation space (image entry and layout:
-    ``wrapper._key``, ``wrapper._layout``) and the action space against it, and builds the target (``wrapper.target``,
-    ``wrapper.prompt``) and the scorer of ``num_envs`` streams (``wrapper.scorer``).
-
-    :param observation_space: one env's observation space. :param action_space: one env's action space.
-    :raises TypeError: an override that is not a :class:`~genrl_gym.reward.RewardSpec` field.
+    Attributes: :attr:`reward_spec` (the reward's options; ``spec`` is Gymnasium's ``EnvSpec``), :attr:`model`,
+    :attr:`target` (the prompt's target trajectory), :attr:`scorer`, :attr:`prompt` (describes the prompt: the text, the
+    file path, or the array's shape) and :attr:`prompt_is_default` (True when ``GenRL/<Domain>-v0`` got no prompt and
+    used the task's shipped clip).
     """
-    wrapper.reward_spec = reward_spec(spec, model=model, prompt=prompt, **overrides)
-    wrapper.model = wrapper.reward_spec.resolve_model(domain)
-    wrapper._key, wrapper._layout = image_layout(observation_space, int(wrapper.model.config.image_size), obs_key)
-    _check_action_space(action_space, int(wrapper.model.config.action_dim), domain)
-    wrapper.target, wrapper.scorer = build_scorer(wrapper.reward_spec, wrapper.model, num_envs)
-    wrapper.prompt = wrapper.target.prompt
-    #: True when ``GenRL/<Domain>-v0`` got no prompt and used the task's shipped clip (``prompt`` is its path).
-    wrapper.prompt_is_default = False
+
+    reward_spec: RewardSpec
+    model: MFWM
+    target: TargetTrajectory
+    scorer: LatentRewardScorer
+    prompt: Any
+    prompt_is_default: bool
+    _key: str | None
+    _layout: str
+
+    def _attach_reward(self, spec: RewardSpec | None, model: str | os.PathLike[str] | MFWM | None,
+                       prompt: str | os.PathLike[str] | np.ndarray | None, overrides: Mapping[str, Any], *,
+                       observation_space: spaces.Space[Any], action_space: spaces.Space[Any], num_envs: int,
+                       obs_key: str, domain: str | None) -> None:
+        """Merge ``spec``, ``model``, ``prompt`` (when not None) and the keyword ``overrides`` into :attr:`reward_spec`
+        (:func:`genrl_gym.reward.reward_spec`), load the model (checked against ``domain``), check the observation
+        space (image entry and layout) and the action space against it, and build the target and the scorer of
+        ``num_envs`` streams.
+
+        :param observation_space: one env's observation space. :param action_space: one env's action space.
+        :raises TypeError: an override that is not a :class:`~genrl_gym.reward.RewardSpec` field.
+        """
+        self.reward_spec = reward_spec(spec, model=model, prompt=prompt, **overrides)
+        self.model = self.reward_spec.resolve_model(domain)
+        self._key, self._layout = image_layout(observation_space, int(self.model.config.image_size), obs_key)
+        _check_action_space(action_space, int(self.model.config.action_dim), domain)
+        self.target, self.scorer = build_scorer(self.reward_spec, self.model, num_envs)
+        self.prompt = self.target.prompt
+        self.prompt_is_default = False
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # single env
 
 
-class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], np.ndarray]):
+class GenRLReward(RewardAdapter, gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], np.ndarray]):
     """Replace a pixel env's reward with GenRL's trajectory-matching score of the latest step.
 
     :param env: a genrl-gym pixel env (observation ``{"image": uint8 [64, 64, 3]}``; a Box image space works too).
@@ -157,8 +173,8 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
                  obs_key: str = "image", domain: str | None = None, **overrides: Any) -> None:
         super().__init__(env)
         domain = env_domain(env) if domain is None else domain
-        attach_reward(self, spec, model, prompt, overrides, observation_space=env.observation_space,
-                      action_space=env.action_space, num_envs=1, obs_key=obs_key, domain=domain)
+        self._attach_reward(spec, model, prompt, overrides, observation_space=env.observation_space,
+                            action_space=env.action_space, num_envs=1, obs_key=obs_key, domain=domain)
         self._needs_reset = True
 
     def _image(self, obs: Any) -> np.ndarray:
@@ -195,7 +211,7 @@ class GenRLReward(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, np.nd
 # gymnasium vector env
 
 
-class GenRLVectorReward(VectorWrapper):
+class GenRLVectorReward(RewardAdapter, VectorWrapper):
     """GenRL rewards for every sub-env of a Gymnasium vector env, in one batched model call per step.
 
     Works with ``AutoresetMode.NEXT_STEP`` (Gymnasium's default: the step after a done is a reset step, whose reward is
@@ -213,8 +229,8 @@ class GenRLVectorReward(VectorWrapper):
         if domain is None:
             domains = _vector_domains(env)
             domain = domains[0] if len(set(domains)) == 1 and domains else None
-        attach_reward(self, spec, model, prompt, overrides, observation_space=env.single_observation_space,
-                      action_space=env.single_action_space, num_envs=env.num_envs, obs_key=obs_key, domain=domain)
+        self._attach_reward(spec, model, prompt, overrides, observation_space=env.single_observation_space,
+                            action_space=env.single_action_space, num_envs=env.num_envs, obs_key=obs_key, domain=domain)
         self._low = env.single_action_space.low  # type: ignore[attr-defined]
         self._high = env.single_action_space.high  # type: ignore[attr-defined]
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)

@@ -28,7 +28,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from genrl_gym.wrappers.gym_reward import attach_reward, task_rewards, to_hwc
+from genrl_gym.wrappers.gym_reward import RewardAdapter, task_rewards, to_hwc
 
 if TYPE_CHECKING:
     from genrl_gym.models import MFWM
@@ -37,18 +37,14 @@ if TYPE_CHECKING:
 __all__ = ["VecGenRLReward"]
 
 
-class VecGenRLReward(VecEnvWrapper):
+class VecGenRLReward(RewardAdapter, VecEnvWrapper):
     """Replace a VecEnv's rewards with GenRL scores, computed for all envs in one batched world-model call.
 
     :param venv: an SB3 VecEnv of pixel envs (e.g. ``make_vec_env(lambda: make_pixel_env("walker", "stand"), n_envs=4)``).
-    :param model: the world model (an MFWM, a checkpoint path or a model name; default the spec's).
-    :param prompt: text, a video or an image (default the spec's).
-    :param spec: every reward option (:class:`~genrl_gym.reward.RewardSpec`; None: its defaults).
-    :param obs_key: image entry of a Dict observation.
     :param domain: the envs' domain, checked against the model's (default: read from the envs when they say).
-    :param overrides: :class:`~genrl_gym.reward.RewardSpec` fields replacing the spec's (``vlm``, ``score_kind``,
-        ``history``, ``horizon``, ``align``, ``device``, ``track_latent``: also filter the GRU so that
-        ``self.scorer.state`` is the full posterior latent, same rewards; ``num_threads``).
+
+    The other arguments (``model``, ``prompt``, ``spec``, ``obs_key`` and the :class:`~genrl_gym.reward.RewardSpec`
+    overrides) are those of :class:`~genrl_gym.wrappers.GenRLReward`.
 
     ``step_wait`` returns rewards ``float32 [N]``; see the module docstring for episode boundaries.
     """
@@ -59,8 +55,8 @@ class VecGenRLReward(VecEnvWrapper):
         super().__init__(venv)
         if domain is None:
             domain = _venv_domain(venv)
-        attach_reward(self, spec, model, prompt, overrides, observation_space=venv.observation_space,
-                      action_space=venv.action_space, num_envs=venv.num_envs, obs_key=obs_key, domain=domain)
+        self._attach_reward(spec, model, prompt, overrides, observation_space=venv.observation_space,
+                            action_space=venv.action_space, num_envs=venv.num_envs, obs_key=obs_key, domain=domain)
         self._low = venv.action_space.low  # type: ignore[attr-defined]
         self._high = venv.action_space.high  # type: ignore[attr-defined]
         self._actions: np.ndarray | None = None
