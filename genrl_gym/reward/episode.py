@@ -108,6 +108,7 @@ def env_rewards(features: Tensor, target: Tensor, *, history: int = DEFAULT_HIST
         windows = feats.unfold(0, history, 1).permute(2, 0, 1)  # [history, L - history + 1, F]
         win_logits = None if a_logits is None else a_logits.unfold(0, history, 1).permute(3, 0, 1, 2)
         out[history - 1:] = trajectory_match(windows, target, a_logits=win_logits, **kw)[-1].double().cpu().numpy()
+    out[0] = 0.0  # the reset frame is no transition (with history=1 the batch above scored it)
     return out
 
 
