@@ -41,7 +41,7 @@ from genrl_gym.envs import make_pixel_env
 from genrl_gym.models import MFWM, preset
 from genrl_gym.prompts import write_video
 from genrl_gym.vlm import load_vlm
-from genrl_gym.wrappers import LatentRewardScorer
+from genrl_gym.reward import DEFAULT_HISTORY, LatentRewardScorer
 
 LONG = 10**7  # frames: no episode ends during the benchmark
 
@@ -169,8 +169,9 @@ def run(steps: int, clip_steps: int, rounds: int, threads: list[int]) -> tuple[d
         "reward_4x_batch1": (lambda: [s1.observe(np.zeros((1, 6)), frame1, [False]) for _ in range(4)], steps // 2),
     }
     default_threads = torch.get_num_threads()
-    results: dict[str, Any] = {"config": {"preset": "small", "feature_dim": model.config.feature_dim, "history": 17,
-                                          "image_size": 64, "render_quality": "fast", "action_repeat": 2,
+    results: dict[str, Any] = {"config": {"preset": "small", "feature_dim": model.config.feature_dim,
+                                          "history": DEFAULT_HISTORY, "image_size": 64, "render_quality": "fast",
+                                          "action_repeat": 2,
                                           "steps_per_block": steps, "clip_steps_per_block": clip_steps, "rounds": rounds,
                                           "clip": "open_clip ViT-B-32, random weights, 224x224 bicubic"}}
     rows = []

@@ -218,15 +218,13 @@ def pivot(summary: dict[str, Any]) -> str:
 
 def plot(summary: dict[str, Any], path: Path, title: str) -> None:
     """Grouped bars: normalised true score per task and method, error bars = std over training seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from genrl_gym.pictures import new_figure, save_figure
 
     tasks = list(summary)
     methods = [m for m in METHODS if any(m in summary[t]["methods"] for t in tasks)]
     width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(4.5 + 1.8 * len(tasks), 4.0))
+    fig = new_figure((4.5 + 1.8 * len(tasks), 4.0))
+    ax = fig.subplots()
     for j, m in enumerate(methods):
         xs, ys, es = [], [], []
         for i, t in enumerate(tasks):
@@ -244,8 +242,7 @@ def plot(summary: dict[str, Any], path: Path, title: str) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

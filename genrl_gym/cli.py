@@ -37,7 +37,7 @@ from genrl_gym._argparse_dataclass import add_dataclass_arguments, dataclass_fro
 from genrl_gym.agents import GenRLAgent, evaluate_task_return
 from genrl_gym.data import EpisodeStore, SB3Policy, collect
 from genrl_gym.demo import DemoConfig, run_demo
-from genrl_gym.envs import get_task, make_pixel_env
+from genrl_gym.envs import env_id, get_task, make_pixel_env
 from genrl_gym.model_store import resolve_model
 from genrl_gym.prompts import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_target, example, target_from_prompt, write_video
 from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
@@ -492,8 +492,10 @@ def cmd_train_sb3(args: TrainSB3Args) -> int:
     if algo is None:
         raise ValueError(f"--algo {args.algo}: not a Stable-Baselines3 algorithm (e.g. SAC, PPO, TD3, A2C)")
     _write_config(args.out, "train-sb3", args)
-    env_id = f"GenRL/{args.domain.capitalize()}-v0"
-    env = gym.make(env_id, prompt=_prompt_arg(args.prompt), model=args.model, task=args.task, proprio=args.proprio)
+    from genrl_gym.envs.tasks import env_id
+
+    env = gym.make(env_id(args.domain), prompt=_prompt_arg(args.prompt), model=args.model, task=args.task,
+                   proprio=args.proprio)
     if args.proprio:
         env = gym.wrappers.FilterObservation(env, ["proprio"])
     model = algo("MultiInputPolicy", env, seed=args.seed, tensorboard_log=str(args.out / "tb"), verbose=1,
@@ -561,7 +563,7 @@ def _evaluate(policy: Any, domain: str, task: str, episodes: int, video: Path, *
 def _genrl_score(policy: Any, domain: str, task: str, prompt: str, model: str | None, seeds: list[int],
                  episode_frames: int = 1000) -> float:
     """Mean per-step GenRL score of ``policy`` on ``GenRL/<Domain>-v0`` with ``prompt`` (SB3 ``evaluate_policy``)."""
-    env = gym.make(f"GenRL/{domain.capitalize()}-v0", prompt=_prompt_arg(prompt), model=model or domain, task=task,
+    env = gym.make(env_id(domain), prompt=_prompt_arg(prompt), model=model or domain, task=task,
                    episode_frames=episode_frames)
     if not hasattr(policy, "predict"):
         raise ValueError("the GenRL score needs a policy with predict() (a GenRLAgent or SB3 model)")

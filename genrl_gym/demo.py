@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 from stable_baselines3 import SAC
 
 from genrl_gym.agents import GenRLAgent, evaluate_task_return
 from genrl_gym.data import EpisodeStore, collect
-from genrl_gym.envs import get_task
+from genrl_gym.envs import env_id, get_task
+from genrl_gym.pictures import new_figure, save_figure
 from genrl_gym.model_store import resolve_model
 from genrl_gym.prompts import decode_target, example, target_from_prompt, write_video
 from genrl_gym.reward import target_horizon
@@ -149,7 +148,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
 
     # 5. SB3 SAC on the GenRL reward, same wall time
     sb3_seconds = cfg.sb3_seconds if cfg.sb3_seconds is not None else agent_wall
-    env = gym.make(f"GenRL/{cfg.domain.capitalize()}-v0", model=model_info["model"] if source == "built" else model,
+    env = gym.make(env_id(cfg.domain), model=model_info["model"] if source == "built" else model,
                    prompt=prompt if isinstance(prompt, str) else None, task=cfg.task, episode_frames=cfg.episode_frames)
     sac = SAC("MultiInputPolicy", env, buffer_size=50_000, learning_starts=500, batch_size=64, seed=cfg.seed,
               tensorboard_log=str(out / "tb"), verbose=0)
@@ -233,9 +232,8 @@ def _summary_table(results: dict[str, Any]) -> str:
 
 
 def _plot_curves(curves: dict[str, list[tuple[float, int, float]]], path: Path) -> None:
-    matplotlib.use("Agg")
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5))
+    fig = new_figure((5 * len(curves), 3.5))
+    axes = fig.subplots(1, len(curves))
     for ax, (name, curve) in zip(np.atleast_1d(axes), curves.items()):
         if curve:
             t, _, v = zip(*curve)
@@ -243,8 +241,7 @@ def _plot_curves(curves: dict[str, list[tuple[float, int, float]]], path: Path) 
         ax.set_title(name)
         ax.set_xlabel("wall time (s)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _write_report(results: dict[str, Any], out: Path) -> None:

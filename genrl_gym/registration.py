@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from genrl_gym.envs.tasks import env_id as _env_id
 from genrl_gym.utils import PromptError
 
 if TYPE_CHECKING:
+    from genrl_gym.reward import RewardSpec
     from genrl_gym.wrappers.gym_reward import GenRLReward, GenRLVectorReward
 
 __all__ = ["ENV_IDS", "DEFAULT_EPISODE_FRAMES", "DEFAULT_ACTION_REPEAT", "make_genrl_env", "make_genrl_vector_env",
@@ -52,7 +54,7 @@ def _kitchen_available() -> bool:
 
 def _env_ids() -> dict[str, str]:
     domains = _DMC_DOMAINS + (("kitchen",) if _kitchen_available() else ())
-    return {f"GenRL/{d.capitalize()}-v0": d for d in domains}
+    return {_env_id(d): d for d in domains}
 
 
 #: Registered id -> domain.
@@ -84,7 +86,7 @@ def default_task(domain: str) -> str:
 def default_prompt(domain: str, task: str, env_id: str | None = None) -> Any:
     """The shipped example clip of ``domain``/``task`` (``genrl_gym.prompts.example``); else a PromptError saying to pass
     one."""
-    what = env_id or f"GenRL/{domain.capitalize()}-v0"
+    what = env_id or _env_id(domain)
     try:
         from genrl_gym.prompts import example  # type: ignore[attr-defined]
     except ImportError:
@@ -136,16 +138,22 @@ def _base_env_factory(domain: str, task: str, *, image_size: int, action_repeat:
     return make_dmc
 
 
-def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: int | None,
-             render_quality: str | None, device: str) -> tuple[Any, Any, str, int | None, str, bool]:
-    """Shared argument resolution of the single and vector entry points -> (model, prompt, task, camera_id, quality,
-    whether the prompt is the default clip).
+def _resolve(domain: str, spec: RewardSpec | None, overrides: Mapping[str, Any], model: Any, prompt: Any,
+             task: str | None, camera_id: int | None,
+             render_quality: str | None) -> tuple[RewardSpec, str, int | None, str, bool]:
+    """Shared argument resolution of the single and vector entry points -> (reward spec with the loaded model and the
+    prompt, task, camera_id, quality, whether the prompt is the default clip).
+
+    The spec is ``spec`` with ``model``, ``prompt`` and ``overrides`` (:func:`genrl_gym.reward.reward_spec`); its model
+    defaults to the domain's (``model=None``: the domain name, i.e. the shipped model).
 
     ``prompt=None`` means the task's shipped clip (:func:`default_prompt`); which clip is logged at WARNING level on this
     module's logger, so that a missing ``prompt=`` is never silent.
     """
     from genrl_gym.model_store import resolve_model
+    from genrl_gym.reward import reward_spec
 
+    spec = reward_spec(spec, model=model, prompt=prompt, **overrides)
     if domain not in ENV_IDS.values():
         import difflib
 
@@ -162,12 +170,13 @@ def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: 
 
         if task not in KITCHEN_TASKS:
             raise ValueError(f"unknown kitchen task {task!r}; choose one of {sorted(KITCHEN_TASKS)}")
-    mfwm = resolve_model(domain if model is None else model, domain=domain, map_location=device)
+    mfwm = resolve_model(domain if spec.model is None else spec.model, domain=domain, map_location=str(spec.device))
+    prompt = spec.prompt
     is_default = prompt is None
     if is_default:
         prompt = default_prompt(domain, task)
-        logger.warning("GenRL/%s-v0: no prompt given, so the reward follows the shipped %s/%s clip %s (pass prompt= to "
-                       "choose one; env.prompt records it)", domain.capitalize(), domain, task, os.fspath(prompt))
+        logger.warning("%s: no prompt given, so the reward follows the shipped %s/%s clip %s (pass prompt= to "
+                       "choose one; env.prompt records it)", _env_id(domain), domain, task, os.fspath(prompt))
     settings: Mapping[str, Any] = getattr(mfwm, "render_settings", None) or {}
     # Feed the model what it was trained on unless the caller says otherwise.
     if camera_id is None and domain != "kitchen" and settings.get("camera_id") is not None:
@@ -177,17 +186,15 @@ def _resolve(domain: str, prompt: Any, model: Any, task: str | None, camera_id: 
     elif settings.get("render_quality") not in (None, render_quality):
         logger.warning("rendering with render_quality=%r but the world model was trained on %r frames; its rewards may "
                        "be off", render_quality, settings["render_quality"])
-    return mfwm, _json_prompt(prompt), task, camera_id, render_quality, is_default
+    return reward_spec(spec, model=mfwm, prompt=_json_prompt(prompt)), task, camera_id, render_quality, is_default
 
 
 def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray | None = None,
-                   model: str | os.PathLike[str] | Any = None, task: str | None = None,
-                   vlm: str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine", history: int = 17,
-                   horizon: int | None = None, align: str | None = None, render_mode: str | None = None, image_size: int = 64,
-                   action_repeat: int = DEFAULT_ACTION_REPEAT, episode_frames: int = DEFAULT_EPISODE_FRAMES,
-                   camera_id: int | None = None, render_quality: str | None = None, proprio: bool = False,
-                   seed: int | None = None, device: str = "cpu", track_latent: bool = False,
-                   num_threads: int | None = 1) -> GenRLReward:
+                   model: str | os.PathLike[str] | Any = None, task: str | None = None, spec: RewardSpec | None = None,
+                   render_mode: str | None = None, image_size: int = 64, action_repeat: int = DEFAULT_ACTION_REPEAT,
+                   episode_frames: int = DEFAULT_EPISODE_FRAMES, camera_id: int | None = None,
+                   render_quality: str | None = None, proprio: bool = False, seed: int | None = None,
+                   **overrides: Any) -> GenRLReward:
     """Entry point of ``GenRL/<Domain>-v0``: a pixel env of ``domain`` wrapped in :class:`~genrl_gym.wrappers.GenRLReward`.
 
     :param domain: ``"walker"``, ``"cheetah"``, ``"quadruped"``, ``"stickman"`` or ``"kitchen"`` (set by the id).
@@ -197,33 +204,30 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
         logger ``genrl_gym.registration``) and kept in ``env.prompt`` (its path), with ``env.prompt_is_default`` True.
     :param model: checkpoint path or model name (``genrl_gym.model_store``); default: the domain name.
     :param task: whose true reward goes to ``info["task_reward"]``; default :func:`default_task`.
-    :param vlm: ``load_vlm`` spec embedding the prompt (None = the model's own VLM, e.g. ``"video-only"``).
-    :param score_kind: per-step score (``genrl_gym.reward.SCORES``).
-    :param history: frames kept for alignment (H + 1). :param horizon: target horizon H (default: what ``align``
-        expects). :param align: the reward's alignment (``"sequence"``, GenRL's; ``"phase"``; ``"none"``;
-        default the model's ``reward_align``).
+    :param spec: the reward's options (:class:`~genrl_gym.reward.RewardSpec`; None: its defaults). ``prompt=`` and
+        ``model=`` given here win over the spec's.
     :param render_mode: None or ``"rgb_array"``.
     :param image_size: frame side in pixels (the model needs 64).
     :param action_repeat: physics steps per agent step. :param episode_frames: frames per episode.
     :param camera_id: dm_control camera (default: the model's recorded camera, else the task's).
     :param render_quality: ``"fast"``/``"default"`` (default: what the model was trained on, else fast).
     :param proprio: also return ``obs["proprio"]``. :param seed: seeds the env (``reset(seed=)`` reseeds).
-    :param device: torch device of the reward model.
-    :param track_latent: also filter the GRU and expose ``env.latent`` (same rewards, more compute).
-    :param num_threads: torch intra-op threads for the reward computation on CPU (None: torch's setting).
+    :param overrides: :class:`~genrl_gym.reward.RewardSpec` fields: ``vlm`` (a ``load_vlm`` spec embedding the
+        prompt; None = the model's own VLM), ``score_kind``, ``history``, ``horizon``, ``align`` (default the model's
+        ``reward_align``), ``device`` (of the reward model), ``track_latent`` (also expose ``env.latent``; same
+        rewards, more compute), ``num_threads``. JSON-able values keep ``env.spec`` serialisable.
     :return: the wrapped env: observation ``{"image": uint8 [S, S, 3]}``, reward = GenRL score (float),
         ``info["task_reward"]`` the true reward, ``info["genrl_score"]`` the score.
     """
     from genrl_gym.wrappers.gym_reward import GenRLReward
 
-    mfwm, prompt, task, camera_id, render_quality, is_default = _resolve(domain, prompt, model, task, camera_id,
-                                                                         render_quality, device)
+    spec, task, camera_id, render_quality, is_default = _resolve(domain, spec, overrides, model, prompt, task, camera_id,
+                                                                 render_quality)
     env = _base_env_factory(domain, task, image_size=image_size, action_repeat=action_repeat, episode_frames=episode_frames,
                             camera_id=camera_id, render_quality=render_quality, render_mode=render_mode, proprio=proprio,
                             seed=seed)()
     try:
-        wrapped = GenRLReward(env, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
-                              align=align, device=device, domain=domain, track_latent=track_latent, num_threads=num_threads)
+        wrapped = GenRLReward(env, spec=spec, domain=domain)
     except BaseException:
         env.close()
         raise
@@ -233,15 +237,12 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
 
 def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.PathLike[str] | np.ndarray | None = None,
                           model: str | os.PathLike[str] | Any = None, task: str | None = None,
-                          vlm: str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine", history: int = 17,
-                          horizon: int | None = None,
-                          align: str | None = None, render_mode: str | None = None, image_size: int = 64,
+                          spec: RewardSpec | None = None, render_mode: str | None = None, image_size: int = 64,
                           action_repeat: int = DEFAULT_ACTION_REPEAT, episode_frames: int = DEFAULT_EPISODE_FRAMES,
                           camera_id: int | None = None, render_quality: str | None = None, proprio: bool = False,
-                          seed: int | None = None, device: str = "cpu", track_latent: bool = False,
-                          num_threads: int | None = 1, max_episode_steps: int | None = None,
-                          autoreset_mode: str | gym.vector.AutoresetMode = gym.vector.AutoresetMode.NEXT_STEP
-                          ) -> GenRLVectorReward:
+                          seed: int | None = None, max_episode_steps: int | None = None,
+                          autoreset_mode: str | gym.vector.AutoresetMode = gym.vector.AutoresetMode.NEXT_STEP,
+                          **overrides: Any) -> GenRLVectorReward:
     """Vector entry point of ``GenRL/<Domain>-v0`` (``gym.make_vec(id, num_envs=N)``).
 
     A :class:`gymnasium.vector.SyncVectorEnv` of ``num_envs`` pixel envs (sub-env ``i`` seeded ``seed + i``) wrapped in
@@ -254,8 +255,8 @@ def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.Pa
 
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    mfwm, prompt, task, camera_id, render_quality, is_default = _resolve(domain, prompt, model, task, camera_id,
-                                                                         render_quality, device)
+    spec, task, camera_id, render_quality, is_default = _resolve(domain, spec, overrides, model, prompt, task, camera_id,
+                                                                 render_quality)
     natural = _KITCHEN_STEPS if domain == "kitchen" else episode_frames // max(int(action_repeat), 1)
 
     def factory(i: int) -> Callable[[], gym.Env[Any, Any]]:
@@ -274,9 +275,7 @@ def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.Pa
     venv = gym.vector.SyncVectorEnv([factory(i) for i in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode(autoreset_mode))
     try:
-        wrapped = GenRLVectorReward(venv, mfwm, prompt, vlm=vlm, score_kind=score_kind, history=history, horizon=horizon,
-                                    align=align, device=device, domain=domain, track_latent=track_latent,
-                                    num_threads=num_threads)
+        wrapped = GenRLVectorReward(venv, spec=spec, domain=domain)
     except BaseException:
         venv.close()
         raise

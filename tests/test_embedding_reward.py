@@ -68,7 +68,7 @@ def test_window_restarts_at_episode_end_and_infos_keep_env_reward() -> None:
     # after the auto-reset every window holds only the new episode's first frame
     for i in range(2):
         assert np.array_equal(venv._frames[i], np.repeat(obs["image"][i][None], venv.window, 0))
-        assert "original_env_rew" in infos[i] and "embedding_similarity" in infos[i]
+        assert "task_reward" in infos[i] and "embedding_similarity" in infos[i]
     venv.close()
 
 

@@ -14,8 +14,7 @@ import pytest
 
 from genrl_gym.model_store import resolve_model
 from genrl_gym.prompts import example, read_video, target_from_prompt
-from genrl_gym.reward import target_horizon
-from genrl_gym.training.report import env_rewards, posterior_modes
+from genrl_gym.reward import RewardSpec, episode_features, score_episode, target_horizon
 
 DOMAINS = ("walker", "stickman", "quadruped")
 TASKS = ("stand", "walk", "run")
@@ -34,12 +33,15 @@ def model(domain: str):  # noqa: ANN201
 @pytest.fixture(scope="module")
 def matrix(domain: str, model) -> dict[str, dict[str, float]]:  # noqa: ANN001
     # each clip frame's posterior reward features, computed as the envs compute them
-    feats = {b: posterior_modes(model, read_video(example(domain, b)))[1] for b in TASKS}
+    clips = {b: read_video(example(domain, b)) for b in TASKS}
+    feats = {b: episode_features(model, clips[b]) for b in TASKS}
     out: dict[str, dict[str, float]] = {}
     align = model.reward_align  # the reward the envs give with this model
+    spec = RewardSpec(model=model, align=align)
     for a in TASKS:
-        target = target_from_prompt(model, example(domain, a), horizon=target_horizon(align)).features.detach()
-        out[a] = {b: float(env_rewards(feats[b], target, align=align)[1:].mean()) for b in TASKS}
+        target = target_from_prompt(model, example(domain, a), horizon=target_horizon(align))
+        out[a] = {b: float(score_episode(spec, clips[b], target=target, features=feats[b])[1:].astype(float).mean())
+                  for b in TASKS}
     return out
 
 

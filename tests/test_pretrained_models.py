@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from genrl_gym.envs import get_task
+from genrl_gym.envs import env_id, get_task
 from genrl_gym.model_store import PRETRAINED_DIR, resolve_model
 from genrl_gym.prompts import example, list_examples, read_video
 from genrl_gym.utils import PromptError
@@ -35,7 +35,7 @@ def test_shipped_model_is_compact_and_self_describing(domain: str) -> None:
     assert "genrl pipeline" in meta["reproduce"]
     model = resolve_model(domain)
     assert model.domain == domain and model.vlm_identity.backend == "video-only"
-    assert model.config.action_dim == gym.make(f"GenRL/{domain.capitalize()}-v0", episode_frames=4).action_space.shape[0]
+    assert model.config.action_dim == gym.make(env_id(domain), episode_frames=4).action_space.shape[0]
 
 
 @pytest.mark.parametrize("domain", SHIPPED)
@@ -51,10 +51,10 @@ def test_shipped_clips_cover_the_in_distribution_tasks(domain: str) -> None:
 
 @pytest.mark.parametrize("domain", SHIPPED)
 def test_registered_env_runs_on_the_shipped_model_and_refuses_text(domain: str) -> None:
-    env = gym.make(f"GenRL/{domain.capitalize()}-v0", episode_frames=20)  # shipped model + its first task's clip
+    env = gym.make(env_id(domain), episode_frames=20)  # shipped model + its first task's clip
     env.reset(seed=0)
     rewards = [env.step(env.action_space.sample())[1] for _ in range(5)]
     assert all(np.isfinite(rewards))
     env.close()
     with pytest.raises(PromptError, match="genrl pipeline"):
-        gym.make(f"GenRL/{domain.capitalize()}-v0", prompt="do the task well")
+        gym.make(env_id(domain), prompt="do the task well")

@@ -265,3 +265,26 @@ def test_a_missing_prompt_uses_the_shipped_clip_and_says_which(assets: dict[str,
     assert not caplog.records and env.get_wrapper_attr("prompt_is_default") is False
     assert env.get_wrapper_attr("prompt") == str(assets["prompt"])
     env.close()
+
+
+def test_a_reward_spec_equals_the_keyword_arguments(assets: dict[str, Path]) -> None:
+    """``spec=RewardSpec(...)`` and the keyword arguments build the same reward, single and vector entry points alike."""
+    from genrl_gym.reward import RewardSpec
+
+    acts = np.random.default_rng(0).uniform(-1, 1, (6, 2, 6)).astype(np.float32)
+    spec = RewardSpec(model=str(assets["walker"]), prompt=str(assets["prompt"]), score_kind="cosine", history=9)
+    got: list[list[float]] = []
+    for kw in ({"spec": spec}, {"model": str(assets["walker"]), "prompt": str(assets["prompt"]), "score_kind": "cosine",
+                                "history": 9}):
+        env = gym.make("GenRL/Walker-v0", episode_frames=20, **kw)
+        assert env.get_wrapper_attr("reward_spec").score_kind == "cosine"
+        env.reset(seed=3)
+        got.append([env.step(a[0])[1] for a in acts])
+        env.close()
+        venv = gym.make_vec("GenRL/Walker-v0", num_envs=2, episode_frames=20, seed=3, **kw)
+        venv.reset(seed=3)
+        np.testing.assert_allclose([venv.step(a)[1][0] for a in acts], got[-1], rtol=1e-5, atol=1e-6)
+        venv.close()
+    assert got[0] == got[1] and np.std(got[0]) > 0
+    with pytest.raises(TypeError, match="score_knd"):
+        make_genrl_env("walker", model=str(assets["walker"]), prompt=str(assets["prompt"]), score_knd="cosine")

@@ -19,11 +19,10 @@ from genrl_gym.vlm.embed import embed_store
 from genrl_gym.models import MFWM
 from genrl_gym.training.export import export_model, file_sha256
 from genrl_gym.training.pipeline import PipelineConfig, write_prompt_clips
-from genrl_gym.reward import target_horizon
-from genrl_gym.training.report import MAX_PNG_BYTES, env_rewards, model_report, posterior_modes
+from genrl_gym.reward import LatentRewardScorer, env_rewards, posterior_modes, target_horizon
+from genrl_gym.training.report import MAX_PNG_BYTES, model_report
 from genrl_gym.training.trainer import train_mfwm
 from genrl_gym.utils import CheckpointError
-from genrl_gym.wrappers.gym_reward import LatentRewardScorer
 
 TASKS = ("stand", "walk")
 

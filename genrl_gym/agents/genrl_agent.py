@@ -60,7 +60,7 @@ from genrl_gym.models import MFWM, State
 from genrl_gym.models.mfwm import _identity_str, identity_dict
 from genrl_gym.models.rssm import uniform_onehot
 from genrl_gym.prompts import target_from_prompt
-from genrl_gym.reward import ALIGNS, SCORES, target_horizon, trajectory_match
+from genrl_gym.reward import ALIGNS, DEFAULT_SCORE, KL_SCORES, SCORES, target_horizon, trajectory_match
 from genrl_gym.utils import CheckpointError, atomic_write
 from genrl_gym.vlm import load_vlm
 from genrl_gym.wrappers.callbacks import WallClockBudget
@@ -74,7 +74,6 @@ AGENT_FORMAT = "genrl_gym.agent"
 AGENT_FORMAT_VERSION = 1  # version 1 headers written since the world-model check also hold "world_model"
 _HEADER = "genrl_agent.json"
 _MFWM_ENTRY = "mfwm.pt"  # not ".pth": SB3's loader treats every .pth entry as a state dict
-_KL_SCORES = ("neg_kl", "cosine_kl")  # scores that compare latent distributions (need the target's logits)
 
 
 class GenRLPolicy(nn.Module):
@@ -221,7 +220,7 @@ class GenRLAgent(BaseAlgorithm):
         store: Any = None,
         horizon: int | None = None,
         batch_size: int | None = None,
-        score_kind: str = "max_cosine",
+        score_kind: str = DEFAULT_SCORE,
         align: str | None = None,
         entropy_coef: float | None = None,
         learning_rate: float | Schedule | None = None,
@@ -370,7 +369,7 @@ class GenRLAgent(BaseAlgorithm):
                 logits = getattr(t, "logits", None)
                 if logits is not None:
                     self.policy.target_logits.copy_(torch.as_tensor(logits).float())
-                elif self.score_kind in _KL_SCORES:
+                elif self.score_kind in KL_SCORES:
                     raise ValueError(f"score_kind={self.score_kind!r} compares latent distributions but the target has "
                                      "no logits; build it with genrl_gym.prompts.target_from_prompt")
             self._init_target = None
@@ -483,7 +482,7 @@ class GenRLAgent(BaseAlgorithm):
     def rewards(self, states: State) -> Tensor:
         """GenRL rewards ``[H+1, N]`` of imagined ``states [H+1, N]`` against the prompt's target."""
         features = self.world_model.reward_features(states.stoch)
-        kl = self.score_kind in _KL_SCORES
+        kl = self.score_kind in KL_SCORES
         return trajectory_match(features, self.policy.target_features, score_kind=self.score_kind,  # type: ignore[arg-type]
                                 align=self.align,  # type: ignore[arg-type]
                                 a_logits=states.logits if kl else None, b_logits=self.policy.target_logits if kl else None)

@@ -8,6 +8,6 @@
 from __future__ import annotations
 
 from genrl_gym.envs.pixel_env import PixelEnv, make_pixel_env, render_env_kwargs
-from genrl_gym.envs.tasks import DOMAINS, TASKS, TaskSpec, get_task
+from genrl_gym.envs.tasks import DOMAINS, TASKS, TaskSpec, env_id, get_task
 
-__all__ = ["DOMAINS", "TASKS", "PixelEnv", "TaskSpec", "get_task", "make_pixel_env", "render_env_kwargs"]
+__all__ = ["DOMAINS", "TASKS", "PixelEnv", "TaskSpec", "env_id", "get_task", "make_pixel_env", "render_env_kwargs"]

@@ -134,6 +134,12 @@ TASKS: dict[str, TaskSpec] = {
 DOMAINS: tuple[str, ...] = tuple(dict.fromkeys(spec.domain for spec in TASKS.values()))
 
 
+def env_id(domain: str) -> str:
+    """The Gymnasium id of ``domain``'s GenRL env (:mod:`genrl_gym.registration`): ``"walker"`` -> ``"GenRL/Walker-v0"``
+    (``"kitchen"`` -> ``"GenRL/Kitchen-v0"``). The name is not checked (registration lists the ids it registers)."""
+    return f"GenRL/{domain.capitalize()}-v0"
+
+
 def tasks_of(domain: str) -> tuple[str, ...]:
     """Task names of ``domain`` in table order.
 

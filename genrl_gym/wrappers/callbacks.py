@@ -75,7 +75,7 @@ class WallClockBudget(BaseCallback):
 
     Works with any SB3 algorithm and with :class:`~genrl_gym.agents.GenRLAgent`. :attr:`curve` holds
     ``(seconds since training start, num_timesteps, value)`` rows: for algorithms that step envs, the true return of
-    every finished episode (sum of ``infos[i]["task_reward"]``, else of ``infos[i]["original_env_rew"]``); for
+    every finished episode (sum of ``infos[i]["task_reward"]``, which every genrl-gym reward wrapper writes); for
     GenRLAgent, which steps no env, the mean imagined reward of each update (``locals["metrics"]["reward_mean"]``).
 
     With ``progress_bar=True`` it shows a tqdm bar of the *time* budget: ``time budget: 40%|####  | 96/240 s
@@ -158,7 +158,7 @@ class WallClockBudget(BaseCallback):
             if self._running is None or len(self._running) != len(infos):
                 self._running = np.zeros(len(infos))
             for i, info in enumerate(infos):
-                self._running[i] += float(info.get("task_reward", info.get("original_env_rew", 0.0)))
+                self._running[i] += float(info.get("task_reward", 0.0))
                 if i < len(dones) and dones[i]:
                     self.curve.append((elapsed, self.num_timesteps, float(self._running[i])))
                     self._running[i] = 0.0

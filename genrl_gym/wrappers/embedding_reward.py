@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import Tensor
 
-from genrl_gym.wrappers.gym_reward import image_layout, to_hwc
+from genrl_gym.wrappers.gym_reward import image_layout, task_rewards, to_hwc
 
 __all__ = ["VecEmbeddingSimilarityReward", "embedding_similarity"]
 
@@ -43,7 +43,7 @@ class VecEmbeddingSimilarityReward(VecEnvWrapper):
     :param obs_key: the image entry of a Dict observation.
     :param domain: only used to word errors (e.g. the text-prompt refusal of a video-only VLM).
 
-    ``step_wait`` returns rewards ``float32 [N]`` in ``[-1, 1]``; ``infos[i]["original_env_rew"]`` keeps the env's reward
+    ``step_wait`` returns rewards ``float32 [N]`` in ``[-1, 1]``; ``infos[i]["task_reward"]`` keeps the env's true reward
     and ``infos[i]["embedding_similarity"]`` repeats the score.
     """
 
@@ -104,7 +104,7 @@ class VecEmbeddingSimilarityReward(VecEnvWrapper):
         scores = self._score()
         if len(done_idx):
             self._start(done_idx, images[done_idx])
+        task_rewards(infos, rewards)
         for i, info in enumerate(infos):
-            info["original_env_rew"] = float(rewards[i])
             info["embedding_similarity"] = float(scores[i])
         return obs, scores, dones, infos

@@ -1,8 +1,8 @@
 """GenRL's trajectory-matching reward for Stable-Baselines3: a ``VecEnvWrapper`` scoring all envs in one batch.
 
 Follows the pattern of imitation's ``RewardVecEnvWrapper``: the wrapper sits between the algorithm and a VecEnv of pixel
-envs, replaces the rewards with GenRL scores (one batched world-model call per step), keeps the env's own reward in
-``infos[i]["original_env_rew"]`` and the score in ``infos[i]["genrl_score"]``.
+envs, replaces the rewards with GenRL scores (one batched world-model call per step), keeps the env's true reward in
+``infos[i]["task_reward"]`` (as the Gymnasium wrappers do) and the score in ``infos[i]["genrl_score"]``.
 
 Episode boundaries: SB3 VecEnvs reset an env as soon as it is done and return the *next* episode's first frame, the
 real last frame being ``infos[i]["terminal_observation"]``. The wrapper scores the last transition on that terminal
@@ -25,62 +25,40 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from genrl_gym.wrappers.gym_reward import (DEFAULT_HISTORY, LatentRewardScorer, _check_action_space,
-                                           _target_logits, aligned_target, image_layout, to_hwc)
+from genrl_gym.wrappers.gym_reward import RewardAdapter, task_rewards, to_hwc
 
 if TYPE_CHECKING:
     from genrl_gym.models import MFWM
-    from genrl_gym.vlm import VLM
+    from genrl_gym.reward import RewardSpec
 
 __all__ = ["VecGenRLReward"]
 
 
-class VecGenRLReward(VecEnvWrapper):
+class VecGenRLReward(RewardAdapter, VecEnvWrapper):
     """Replace a VecEnv's rewards with GenRL scores, computed for all envs in one batched world-model call.
 
     :param venv: an SB3 VecEnv of pixel envs (e.g. ``make_vec_env(lambda: make_pixel_env("walker", "stand"), n_envs=4)``).
-    :param model: an MFWM, a checkpoint path or a model name (:func:`genrl_gym.model_store.resolve_model`).
-    :param prompt: text, a video path or a video as uint8 ``[T, H, W, 3]``.
-    :param vlm: VLM or ``load_vlm`` spec for the prompt (None = the model's own VLM).
-    :param score_kind: per-step score (:data:`genrl_gym.reward.SCORES`).
-    :param history: frames kept for alignment (H + 1). :param horizon: target horizon H (default: what ``align``
-        expects). :param align: the reward's alignment (``"sequence"``, ``"phase"``, ``"none"``; default the model's; see
-        :class:`~genrl_gym.wrappers.GenRLReward`).
-    :param device: torch device of the reward computation.
-    :param obs_key: image entry of a Dict observation.
     :param domain: the envs' domain, checked against the model's (default: read from the envs when they say).
-    :param track_latent: also filter the GRU so that ``self.scorer.state`` is the full posterior latent (same rewards).
-    :param num_threads: torch intra-op threads for the reward computation on CPU (see
-        :class:`~genrl_gym.wrappers.LatentRewardScorer`; None leaves torch's setting alone).
+
+    The other arguments (``model``, ``prompt``, ``spec``, ``obs_key`` and the :class:`~genrl_gym.reward.RewardSpec`
+    overrides) are those of :class:`~genrl_gym.wrappers.GenRLReward`.
 
     ``step_wait`` returns rewards ``float32 [N]``; see the module docstring for episode boundaries.
     """
 
-    def __init__(self, venv: VecEnv, model: str | os.PathLike[str] | MFWM, prompt: str | os.PathLike[str] | np.ndarray,
-                 *, vlm: VLM | str | Mapping[str, Any] | None = None, score_kind: str = "max_cosine",
-                 history: int = DEFAULT_HISTORY, horizon: int | None = None,
-                 align: str | None = None, device: str | torch.device = "cpu",
-                 obs_key: str = "image", domain: str | None = None, track_latent: bool = False,
-                 num_threads: int | None = 1) -> None:
+    def __init__(self, venv: VecEnv, model: str | os.PathLike[str] | MFWM | None = None,
+                 prompt: str | os.PathLike[str] | np.ndarray | None = None, *, spec: RewardSpec | None = None,
+                 obs_key: str = "image", domain: str | None = None, **overrides: Any) -> None:
         super().__init__(venv)
-        from genrl_gym.model_store import resolve_model
-
         if domain is None:
             domain = _venv_domain(venv)
-        self.model = resolve_model(model, domain=domain, map_location=str(device))
-        self._key, self._layout = image_layout(venv.observation_space, int(self.model.config.image_size), obs_key)
-        _check_action_space(venv.action_space, int(self.model.config.action_dim), domain)
+        self._attach_reward(spec, model, prompt, overrides, observation_space=venv.observation_space,
+                            action_space=venv.action_space, num_envs=venv.num_envs, obs_key=obs_key, domain=domain)
         self._low = venv.action_space.low  # type: ignore[attr-defined]
         self._high = venv.action_space.high  # type: ignore[attr-defined]
-        self.target, align = aligned_target(self.model, prompt, vlm, history=history, horizon=horizon, align=align)
-        self.scorer = LatentRewardScorer(self.model, self.target.features, venv.num_envs, history=history,
-                                         score_kind=score_kind, target_logits=_target_logits(self.target), device=device,
-                                         track_latent=track_latent, num_threads=num_threads, align=align)
-        self.prompt = self.target.prompt
         self._actions: np.ndarray | None = None
 
     def _images(self, obs: Any) -> np.ndarray:
@@ -123,8 +101,8 @@ class VecGenRLReward(VecEnvWrapper):
         scores = self.scorer.observe(self._actions, frames, np.zeros(self.num_envs, dtype=bool))
         if len(done_idx):  # SB3 already reset these envs: their returned frame starts a new latent episode
             self.scorer.observe(None, images[done_idx], np.ones(len(done_idx), dtype=bool), done_idx)
+        task_rewards(infos, rewards)
         for i, info in enumerate(infos):
-            info["original_env_rew"] = float(rewards[i])
             info["genrl_score"] = float(scores[i])
         self._actions = None
         return obs, scores.astype(np.float32), dones, infos

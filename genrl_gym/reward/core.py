@@ -1,4 +1,4 @@
-"""GenRL's trajectory-matching reward as pure tensor functions (METHOD.md §7).
+"""GenRL's trajectory-matching reward as pure tensor functions (METHOD.md §7), and the reward's constants.
 
 One implementation, used by the Gymnasium/SB3 wrappers (on posterior latents of real observations) and
 by :class:`genrl_gym.agents.GenRLAgent` (on imagined latents), so that both optimise the same number.
@@ -34,7 +34,7 @@ covers a whole stride (``benchmarks/results/walker_phase/``). With ``Tt == T`` i
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Final, Literal
 
 import torch
 from torch import Tensor
@@ -43,15 +43,27 @@ ScoreKind = Literal["max_cosine", "cosine", "neg_mse", "exp_neg_mse", "neg_kl", 
 AlignKind = Literal["sequence", "phase", "none"]
 ALIGNS: tuple[str, ...] = ("sequence", "phase", "none")
 
+#: Every per-step score :func:`score` knows.
 SCORES: tuple[str, ...] = ("max_cosine", "cosine", "neg_mse", "exp_neg_mse", "neg_kl", "cosine_kl")
+#: The scores that compare latent distributions (they need the target's logits).
+KL_SCORES: tuple[str, ...] = ("neg_kl", "cosine_kl")
+#: The scores of reward features alone.
+FEATURE_SCORES: tuple[str, ...] = ("max_cosine", "cosine", "neg_mse", "exp_neg_mse")
+#: The default score: GenRL's max-norm cosine (the reference code's default).
+DEFAULT_SCORE: Final = "max_cosine"
+#: Alignment window in steps (the VLM's 8 frames).
+ALIGN_WINDOW = 8
+#: Target horizon H of GenRL's imagination (the target has H + 1 steps).
+DEFAULT_HORIZON = 16
+#: Frames of an episode kept for alignment: H + 1, the length of an imagined trajectory.
+DEFAULT_HISTORY = DEFAULT_HORIZON + 1
 #: Extra target steps ``align="phase"`` searches over by default: 32 steps (1.6 s at action repeat 2) hold a whole
 #: walker stride, so a 17-step trajectory's target is 49 steps long.
 PHASE_EXTRA_STEPS = 32
-_FEATURE_SCORES = ("max_cosine", "cosine", "neg_mse", "exp_neg_mse")
 _EPS = 1e-8
 
 
-def target_horizon(align: str, trajectory_steps: int = 17) -> int:
+def target_horizon(align: str, trajectory_steps: int = DEFAULT_HISTORY) -> int:
     """Target horizon ``H`` (the target has ``H + 1`` steps) that ``align`` expects for trajectories of
     ``trajectory_steps`` steps: ``trajectory_steps - 1`` for ``"sequence"``/``"none"``, plus
     :data:`PHASE_EXTRA_STEPS` for ``"phase"``."""
@@ -60,7 +72,7 @@ def target_horizon(align: str, trajectory_steps: int = 17) -> int:
     return trajectory_steps - 1 + (PHASE_EXTRA_STEPS if align == "phase" else 0)
 
 
-def score(a: Tensor, b: Tensor, kind: ScoreKind = "max_cosine", *, a_logits: Tensor | None = None,
+def score(a: Tensor, b: Tensor, kind: ScoreKind = DEFAULT_SCORE, *, a_logits: Tensor | None = None,
           b_logits: Tensor | None = None) -> Tensor:
     """Per-step similarity of two feature tensors.
 
@@ -99,7 +111,7 @@ def kl_score(agent_logits: Tensor, target_logits: Tensor) -> Tensor:
     return -kl / (s * math.log(c))
 
 
-def alignment_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = "max_cosine", window: int = 8,
+def alignment_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = DEFAULT_SCORE, window: int = ALIGN_WINDOW,
                       a_logits: Tensor | None = None, b_logits: Tensor | None = None) -> Tensor:
     """Best start offset of the target inside each agent trajectory.
 
@@ -124,14 +136,14 @@ def alignment_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = "ma
     return torch.stack(means).argmax(0)
 
 
-def pairwise_scores(features: Tensor, target: Tensor, kind: ScoreKind = "max_cosine") -> Tensor:
+def pairwise_scores(features: Tensor, target: Tensor, kind: ScoreKind = DEFAULT_SCORE) -> Tensor:
     """Feature score of every agent step against every target step, ``[T, B, F] x [Tt, F] -> [T, Tt, B]``.
 
     One batched product instead of ``T * Tt`` calls of :func:`score` (same values up to float rounding); feature
     scores only (the KL scores need the logits).
     """
-    if kind not in _FEATURE_SCORES:
-        raise ValueError(f"pairwise scores exist for the feature scores {', '.join(_FEATURE_SCORES)}, not {kind!r}")
+    if kind not in FEATURE_SCORES:
+        raise ValueError(f"pairwise scores exist for the feature scores {', '.join(FEATURE_SCORES)}, not {kind!r}")
     if target.dim() == 2:
         dot = torch.einsum("tbf,sf->tsb", features, target)
         tn = target.norm(dim=-1)[None, :, None]  # [1, Tt, 1]
@@ -147,7 +159,7 @@ def pairwise_scores(features: Tensor, target: Tensor, kind: ScoreKind = "max_cos
     return -dist if kind == "neg_mse" else torch.exp(-dist)
 
 
-def phase_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = "max_cosine", window: int = 8,
+def phase_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = DEFAULT_SCORE, window: int = ALIGN_WINDOW,
                   a_logits: Tensor | None = None, b_logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Best (agent offset ``k``, target start ``j``) of each trajectory for ``align="phase"``.
 
@@ -162,7 +174,7 @@ def phase_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = "max_co
     t = features.shape[0]
     n_k = t - window if t - window > 1 else 1
     n_j = max(target.shape[0] - t, 0) + 1
-    if kind in _FEATURE_SCORES:
+    if kind in FEATURE_SCORES:
         pair = pairwise_scores(features, target, kind)  # [T, Tt, B]
         w = min(window, t)
         heads = sum(pair[i:i + n_k, i:i + n_j] for i in range(w)) / w  # [n_k, n_j, B]
@@ -185,8 +197,8 @@ def phase_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = "max_co
     return best % n_k, best // n_k
 
 
-def trajectory_match(features: Tensor, target: Tensor, *, score_kind: ScoreKind = "max_cosine",
-                     align: AlignKind = "sequence", window: int = 8, a_logits: Tensor | None = None,
+def trajectory_match(features: Tensor, target: Tensor, *, score_kind: ScoreKind = DEFAULT_SCORE,
+                     align: AlignKind = "sequence", window: int = ALIGN_WINDOW, a_logits: Tensor | None = None,
                      b_logits: Tensor | None = None) -> Tensor:
     """GenRL reward of each step of agent trajectories against a prompt's target trajectory.
 
