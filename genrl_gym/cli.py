@@ -146,6 +146,41 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         return 0
     for (domain, task), path in sorted(clips.items()):
         print(f"{domain:10s} {task:12s} {path}")
+    _print_text_behaviours(args.domain)
+    return 0
+
+
+def _print_text_behaviours(domain: str | None) -> None:
+    """The text behaviours of each named model with a text grounding (``genrl prompts``)."""
+    from genrl_gym.model_store import available_models
+    from genrl_gym.vlm.grounding import GROUNDING_FILE, TextGrounding
+
+    rows = []
+    for name, ckpt in sorted(available_models().items()):
+        file = ckpt.parent / GROUNDING_FILE
+        if not file.is_file():
+            continue
+        g = TextGrounding.load(file)
+        if domain is None or g.domain == domain:
+            rows.append(f"{name:10s} {', '.join(g.behaviours)}  (paraphrases too, e.g. --prompt \"{g.behaviours[-1]}\"; "
+                        f"{g.encoder} grounding, threshold {g.threshold:.2f})")
+    if rows:
+        print("\ntext prompts (offline models: paraphrases of the behaviours in each model's data):")
+        print("\n".join(rows))
+
+
+def cmd_ground(args: argparse.Namespace) -> int:
+    from genrl_gym.training.grounding import DEFAULT_RIDGE, DEFAULT_SEEDS, ground_model
+    from genrl_gym.vlm.grounding import DEFAULT_THRESHOLD
+
+    command = "genrl ground " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    grounding, path = ground_model(args.model, out=args.out, store=args.store,
+                                   seeds=args.seeds or DEFAULT_SEEDS,
+                                   ridge=DEFAULT_RIDGE if args.ridge is None else args.ridge,
+                                   threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+                                   command=command)
+    print(f"text grounding of {args.model}: behaviours {', '.join(grounding.behaviours)}, "
+          f"{grounding.info['windows']} windows, {len(grounding.caption_texts)} captions -> {path}")
     return 0
 
 
@@ -515,6 +550,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = add("prompts", cmd_prompts, "List the shipped in-domain prompt clips.")
     pr.add_argument("--domain", default=None)
+
+    gr = add("ground", cmd_ground, "Fit a video-only model's text grounding (sentence encoder -> its VLM space) and "
+             "write grounding.npz beside it (recorded in its model.json).")
+    gr.add_argument("--model", required=True, help="checkpoint path, model folder or model name")
+    gr.add_argument("--out", type=Path, default=None, help="folder to write into (default: the model's folder)")
+    gr.add_argument("--store", type=Path, default=None, help="episode store with task-labelled episodes to fit on too")
+    gr.add_argument("--seeds", type=_positive(), default=None, help="connector seeds of each clip's decoded target "
+                    "(default genrl_gym.training.grounding.DEFAULT_SEEDS)")
+    gr.add_argument("--ridge", type=float, default=None, help="ridge penalty of the map (default DEFAULT_RIDGE)")
+    gr.add_argument("--threshold", type=float, default=None, help="grounding threshold, sentence cosine similarity "
+                    "(default genrl_gym.vlm.grounding.DEFAULT_THRESHOLD)")
 
     im = add("imagine", cmd_imagine, "Decode a prompt's target trajectory to a GIF/MP4: what the model thinks it means.")
     im.add_argument("--model", default="walker", help="checkpoint path or model name (GENRL_HOME or shipped)")
