@@ -175,7 +175,7 @@ def cmd_ground(args: argparse.Namespace) -> int:
 
     command = "genrl ground " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     grounding, path = ground_model(args.model, out=args.out, store=args.store,
-                                   seeds=args.seeds or DEFAULT_SEEDS,
+                                   seeds=args.seeds or DEFAULT_SEEDS, method=args.method,
                                    ridge=DEFAULT_RIDGE if args.ridge is None else args.ridge,
                                    threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
                                    command=command)
@@ -558,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--store", type=Path, default=None, help="episode store with task-labelled episodes to fit on too")
     gr.add_argument("--seeds", type=_positive(), default=None, help="connector seeds of each clip's decoded target "
                     "(default genrl_gym.training.grounding.DEFAULT_SEEDS)")
-    gr.add_argument("--ridge", type=float, default=None, help="ridge penalty of the map (default DEFAULT_RIDGE)")
+    gr.add_argument("--method", choices=["kernel", "ridge"], default="kernel", help="the map: kernel regression over the "
+                    "captions or a ridge (linear) map")
+    gr.add_argument("--ridge", type=float, default=None, help="ridge penalty of the ridge map (default DEFAULT_RIDGE)")
     gr.add_argument("--threshold", type=float, default=None, help="grounding threshold, sentence cosine similarity "
                     "(default genrl_gym.vlm.grounding.DEFAULT_THRESHOLD)")
 

@@ -320,8 +320,9 @@ def target_from_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray 
         ``[H, W, 3]``), embedded as that frame repeated over one 8-frame VLM window (``kind="image"``).
     ``vlm``: the VLM to embed with; must be the model's (None loads the model's VLM by identity). ``align``: apply the
     aligner (default: text yes, video and image no; text of a video-only model's text grounding no, since the grounding
-    already maps it onto video embeddings, see :mod:`genrl_gym.vlm.grounding`). ``seed`` seeds the connector's sampled initial stoch. Raises
-    PromptError on an empty/over-long text, a text prompt with a video-only VLM, an unreadable or too short
+    already maps it onto video embeddings, see :mod:`genrl_gym.vlm.grounding`). ``seed`` seeds the connector's sampled
+    initial stoch. Raises PromptError on an empty/over-long text, a text prompt with a video-only VLM and no text
+    grounding (or one the grounding refuses), an unreadable or too short
     (< 8 frames) video, an unreadable image, an array whose layout is ambiguous (e.g. ``[3, H, W]``), or a VLM
     other than the model's.
     """

@@ -7,7 +7,9 @@ Fitting data are the model's own task-labelled 8-frame windows, embedded by its 
 * optionally the episodes of a store whose ``info["task"]`` names the task (``genrl ground --store``).
 
 Captions are the task table's prompt of each task plus the ``fitting`` phrasings of ``genrl_gym/vlm/captions.json``
-(the ``heldout`` phrasings are never used here). The map is ridge regression ``min |X W - Y|^2 + ridge |W|^2`` over all
+(the ``heldout`` phrasings are never used here). The default map is kernel (Nadaraya-Watson) regression over the
+captions (:class:`~genrl_gym.vlm.grounding.TextGrounding`), its temperature chosen by leave-one-caption-out; the
+alternative ``method="ridge"`` is ridge regression ``min |X W - Y|^2 + ridge |W|^2`` over all
 (caption of task k, window embedding of task k) pairs, which equals fitting each caption to the mean window embedding
 of its task with weight = that task's window count; the rows of Y are unit-norm video embeddings. The fitted map
 therefore has rank <= K (the number of behaviours): a phrase maps to a ridge-weighted combination of the behaviours'
@@ -29,11 +31,15 @@ import numpy as np
 from genrl_gym.utils import atomic_write
 from genrl_gym.vlm.grounding import DEFAULT_THRESHOLD, GROUNDING_FILE, TextGrounding, captions
 
-__all__ = ["DEFAULT_RIDGE", "DEFAULT_SEEDS", "DEFAULT_TARGET_HORIZON", "fit_text_grounding", "model_task_windows",
-           "task_captions", "anchor_captions", "ground_model"]
+__all__ = ["DEFAULT_METHOD", "DEFAULT_RIDGE", "DEFAULT_SEEDS", "DEFAULT_TARGET_HORIZON", "TEMPERATURES",
+           "anchor_captions", "fit_text_grounding", "ground_model", "model_task_windows", "task_captions"]
 
-#: Ridge penalty of the map (sentence embeddings are unit-norm; the caption Gram matrix has eigenvalues ~0.1-30).
+#: Ridge penalty of the ridge map (sentence embeddings are unit-norm).
 DEFAULT_RIDGE = 0.1
+#: Default map: Nadaraya-Watson kernel regression over the fitting captions (see TextGrounding).
+DEFAULT_METHOD = "kernel"
+#: Kernel temperatures tried by leave-one-caption-out.
+TEMPERATURES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 #: Connector seeds of the decoded target rollouts per task.
 DEFAULT_SEEDS = 8
 #: Steps of each decoded target rollout (49 frames -> 42 windows of 8).
@@ -95,7 +101,8 @@ def model_task_windows(model: Any, clips: Mapping[str, str | os.PathLike[str]], 
 
 def fit_text_grounding(model: Any, windows_by_task: Mapping[str, np.ndarray],
                        captions_by_task: Mapping[str, Sequence[str]] | None = None, *, vlm: Any = None,
-                       encoder: Any = None, ridge: float = DEFAULT_RIDGE, threshold: float = DEFAULT_THRESHOLD,
+                       encoder: Any = None, method: str = DEFAULT_METHOD, ridge: float = DEFAULT_RIDGE,
+                       temperature: float | None = None, threshold: float = DEFAULT_THRESHOLD,
                        anchors: Sequence[str] | None = None, info: Mapping[str, Any] | None = None) -> TextGrounding:
     """Fit the ridge map from the sentence space into ``model``'s VLM space.
 
@@ -105,7 +112,11 @@ def fit_text_grounding(model: Any, windows_by_task: Mapping[str, np.ndarray],
     :param captions_by_task: ``{task: [caption]}`` (default :func:`task_captions`).
     :param vlm: the model's VLM (default loaded from its identity).
     :param encoder: a sentence encoder with ``encode``, ``name`` and ``sha256`` (default the package's).
-    :param ridge: ridge penalty; :param threshold: grounding threshold (sentence cosine similarity).
+    :param method: ``"kernel"`` (Nadaraya-Watson over the captions) or ``"ridge"`` (linear map).
+    :param ridge: ridge penalty (ridge method).
+    :param temperature: kernel temperature (default: the one of :data:`TEMPERATURES` with the lowest
+        leave-one-caption-out error, i.e. each fitting caption predicted from the others).
+    :param threshold: grounding threshold (sentence cosine similarity).
     :param anchors: captions of behaviours the model lacks (default :func:`anchor_captions`).
     :param info: extra fitting facts recorded in the grounding (command, data sources).
     """
@@ -142,19 +153,50 @@ def fit_text_grounding(model: Any, windows_by_task: Mapping[str, np.ndarray],
     # sum over pairs (caption of k, window of k) of |x W - y|^2 = sum over captions of n_k |x W - mean_k|^2 + const,
     # so W = (X' S X + ridge I)^-1 X' S L M with L the one-hot labels and M the task means: rank <= K, kept factorised
     gram = x.T @ (sw * x) + ridge * np.eye(x.shape[1])
-    coef = np.linalg.solve(gram, x.T @ (sw * onehot)).astype(np.float32)  # [E, K]
     task_embeddings = np.stack([means[t] for t in tasks]).astype(np.float32)  # [K, D]
+    if method == "ridge":
+        coef = np.linalg.solve(gram, x.T @ (sw * onehot)).astype(np.float32)  # [E, K]
+        loo: dict[float, float] = {}
+    elif method == "kernel":
+        coef = np.zeros((x.shape[1], 0), np.float32)
+        loo = _kernel_loo(x, onehot, task_embeddings)
+        if temperature is None:
+            temperature = min(loo, key=lambda t: (loo[t], -float(t)))  # ties: the smoother
+    else:
+        raise ValueError(f"method must be 'kernel' or 'ridge', got {method!r}")
     anchor_texts = list(anchor_captions(model.domain, tasks) if anchors is None else anchors)
     anchor_emb = (np.asarray(encoder.encode(anchor_texts), dtype=np.float32) if anchor_texts
                   else np.zeros((0, x.shape[1]), np.float32))
-    record = {"method": "ridge", "ridge": ridge, "windows": int(sum(counts.values())),
+    record = {**({"ridge": ridge} if method == "ridge" else {"loo_error": {str(k): v for k, v in loo.items()}}),
+              "windows": int(sum(counts.values())),
               "windows_per_task": {t: int(n) for t, n in counts.items()},
               "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **dict(info or {})}
     return TextGrounding(coef=coef, task_embeddings=task_embeddings, behaviours=tasks, caption_texts=texts,
                          caption_labels=np.asarray(labels),
                          caption_embeddings=x.astype(np.float32), anchor_texts=anchor_texts, anchor_embeddings=anchor_emb,
                          threshold=float(threshold), encoder=str(encoder.name), encoder_sha256=str(encoder.sha256),
-                         vlm=identity_dict(model._vlm) or {}, domain=str(model.domain), info=record)
+                         vlm=identity_dict(model._vlm) or {}, domain=str(model.domain), method=method,
+                         temperature=float(temperature or 0.0), info=record)
+
+
+def _kernel_loo(x: np.ndarray, onehot: np.ndarray, task_embeddings: np.ndarray) -> dict[float, float]:
+    """Leave-one-caption-out error of the kernel map per temperature: mean squared distance between each caption's
+    unit-norm prediction from the other captions and its behaviour's unit-norm mean embedding."""
+    if x.shape[0] < 2:  # nothing to leave out
+        return {t: 0.0 for t in TEMPERATURES}
+    m = task_embeddings / np.linalg.norm(task_embeddings, axis=1, keepdims=True)
+    truth = onehot @ m
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    out = {}
+    for t in TEMPERATURES:
+        logits = sims / t
+        w = np.exp(logits - logits.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        y = (w @ onehot) @ task_embeddings
+        y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        out[t] = float(np.mean(np.sum((y - truth) ** 2, axis=1)))
+    return out
 
 
 def _store_windows(store: str | os.PathLike[str], tasks: Sequence[str] | None, per_episode: int = 64) -> dict[str, np.ndarray]:
@@ -177,7 +219,8 @@ def _store_windows(store: str | os.PathLike[str], tasks: Sequence[str] | None, p
 
 
 def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
-                 store: str | os.PathLike[str] | None = None, seeds: int = DEFAULT_SEEDS, ridge: float = DEFAULT_RIDGE,
+                 store: str | os.PathLike[str] | None = None, seeds: int = DEFAULT_SEEDS, method: str = DEFAULT_METHOD,
+                 ridge: float = DEFAULT_RIDGE,
                  threshold: float = DEFAULT_THRESHOLD, command: str | None = None) -> tuple[TextGrounding, Path]:
     """Fit a model's grounding from its shipped/packaged prompt clips (and ``store``), write ``grounding.npz`` beside
     it (or into ``out``) and record it in ``model.json["text_grounding"]`` when that file exists there.
@@ -210,7 +253,7 @@ def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] |
         raise ValueError(f"model {model}: no task-labelled windows to fit on (no prompt clips in {local} and no --store)")
     info = {"data": sources, "command": command or "genrl ground --model " + os.fspath(model),
             "model_weights_sha256": mfwm.weights_sha256()}
-    grounding = fit_text_grounding(mfwm, windows, ridge=ridge, threshold=threshold, info=info)
+    grounding = fit_text_grounding(mfwm, windows, method=method, ridge=ridge, threshold=threshold, info=info)
     target_dir = Path(out) if out is not None else path.parent
     written = grounding.save(target_dir / GROUNDING_FILE)
     meta = target_dir / "model.json"
