@@ -229,3 +229,12 @@ def test_extraction_is_atomic_and_leaves_no_temporary_folder(tmp_path: Path) -> 
     with pytest.raises(VLMError, match="unsafe member"):
         text_encoder._extract(tmp_path / "bad.zip", tmp_path / "cache" / "bad")
     assert sorted(p.name for p in target.parent.iterdir()) == ["enc"]
+
+
+def test_a_model_with_a_language_vlm_gets_no_grounding(model_dir: Path, encoder: BagOfWords) -> None:
+    class LanguageVLM:  # stands in for e.g. an open_clip VLM (its text goes through its own tower and the aligner)
+        identity = load_vlm("video-only").identity
+        has_language = True
+
+    with pytest.raises(ValueError, match="has language weights"):
+        fit_text_grounding(resolve_model(model_dir), _windows(), CAPTIONS, vlm=LanguageVLM(), encoder=encoder)

@@ -130,10 +130,13 @@ def fit_text_grounding(model: Any, windows_by_task: Mapping[str, np.ndarray],
         from genrl_gym.vlm.text_encoder import load_sentence_encoder
 
         encoder = load_sentence_encoder()
-    if vlm is None and any(np.asarray(w).dtype == np.uint8 for w in windows_by_task.values()):
+    if vlm is None:
         from genrl_gym.vlm import load_vlm
 
         vlm = load_vlm(dict(model._vlm))
+    if vlm is not None and getattr(vlm, "has_language", False):
+        raise ValueError(f"the model's VLM {vlm.identity} has language weights: its text prompts go through its own text "
+                         "tower and the aligner; a text grounding is only for video-only models")
     means, counts = {}, {}
     for task in tasks:
         w = windows_by_task[task]

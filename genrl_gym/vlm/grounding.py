@@ -252,7 +252,7 @@ class GroundedTextVLM:
     text through a :class:`TextGrounding` (``has_language`` True)."""
 
     has_language = True
-    #: embed_text returns embeddings on the video-embedding manifold: prompts skip the aligner for them by default
+    #: embed_text returns embeddings on the video-embedding manifold (prompts skip the aligner for a grounded model)
     text_space = "video"
 
     def __init__(self, vlm: Any, grounding: TextGrounding) -> None:
