@@ -89,7 +89,9 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES,
     per_task = {t: {"phrasings": sum(p["task"] == t for p in phrases),
                     "grounded": sum(p["task"] == t and p["grounded"] for p in phrases),
                     "own_highest": sum(p["task"] == t and p.get("own_highest", False) for p in phrases),
-                    "above_random": sum(p["task"] == t and p.get("above_random", False) for p in phrases)}
+                    "above_random": sum(p["task"] == t and p.get("above_random", False) for p in phrases),
+                    "passed": sum(p["task"] == t and p.get("own_highest", False) and p.get("above_random", False)
+                                  for p in phrases)}
                 for t in tasks}
     return {"domain": model.domain, "tasks": tasks, "align": align, "target_steps": horizon + 1,
             "threshold": grounding.threshold, "grounding": grounding.record(), "clip_rows": clip_rows,
@@ -127,9 +129,9 @@ def markdown(r: dict[str, Any]) -> str:
     """The "Text prompts" REPORT.md section of one model."""
     g = r["grounding"]
     n = sum(v["phrasings"] for v in r["per_task"].values())
-    ok = sum(v["own_highest"] for v in r["per_task"].values())
+    ok = sum(v["passed"] for v in r["per_task"].values())
     grounded = sum(v["grounded"] for v in r["per_task"].values())
-    counts = ", ".join(f"{t}: {v['own_highest']}/{v['phrasings']}" for t, v in r["per_task"].items())
+    counts = ", ".join(f"{t}: {v['passed']}/{v['phrasings']}" for t, v in r["per_task"].items())
     on = [p for p in r["phrases"]]
     s_on = np.array([p["similarity"] for p in on])
     m_on = np.array([p["similarity"] - p["anchor_similarity"] for p in on])
@@ -146,7 +148,9 @@ def markdown(r: dict[str, Any]) -> str:
         "path (aligner, connector) makes the target. Offline text means paraphrases of these behaviours, not new ones.",
         "",
         f"**Held-out phrasings** (never used in fitting, `captions.json` `heldout`): {grounded} of {n} grounded; "
-        f"**{ok} of {n} score their own task's frames highest** ({counts}). Entry: mean GenRL reward per step of the "
+        f"**{ok} of {n} score their own task's frames highest and above random** ({counts}; a refused phrasing "
+        "counts as a failure)." + (" With one task, the random column is the only comparison." if len(r["tasks"]) == 1
+                                    else "") + f" Entry: mean GenRL reward per step of the "
         f"phrase's target ({r['target_steps']} steps, `{r['align']}` alignment, as the envs) on each task's shipped "
         f"clip frames (32 held-out frames each) and on {r['random_episodes']} random-action episodes of "
         f"{r['random_frames']} frames; `s` is the phrase's sentence similarity to the model's nearest caption.",
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(section.replace(SECTION, f"## {domain}", 1))
         if not args.no_report:
             write_report_section(domain, section)
-        print(f"{domain}: own task highest {sum(v['own_highest'] for v in r['per_task'].values())}/"
+        print(f"{domain}: own task highest and above random {sum(v['passed'] for v in r['per_task'].values())}/"
               f"{sum(v['phrasings'] for v in r['per_task'].values())}, off-task refused {r['refused_share']:.0%}")
     write_results("text_grounding", results, "\n\n".join(tables))
     return 0
