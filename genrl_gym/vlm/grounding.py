@@ -155,7 +155,8 @@ class TextGrounding:
             raise PromptError(
                 f"text prompt {text!r} cannot be grounded by this {self.domain} model: {why}. Offline text prompts are "
                 f"paraphrases of the behaviours in the model's data, which are: {', '.join(self.behaviours)}. Use one of "
-                "those (e.g. 'run'), a video prompt (`genrl prompts` lists the shipped clips), or build a model with a "
+                f"those (e.g. {self.behaviours[-1]!r}), a video prompt (`genrl prompts` lists the shipped clips), or "
+                "build a model with a "
                 f"real video-language VLM for open vocabulary: `genrl pipeline --domain {self.domain} --vlm "
                 "open_clip:ViT-B-32:/path/to/open_clip_weights.bin` (see docs/text-prompts.md)")
         logger.info("text prompt %r grounded as %r (similarity %.2f to %r; threshold %.2f)", text, g.behaviour,
