@@ -125,6 +125,23 @@ def _table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _method(g: dict[str, Any]) -> str:
+    if g.get("method") == "kernel":
+        return f"kernel regression over the captions (temperature {g['temperature']:g}, by leave-one-caption-out)"
+    return f"ridge map (penalty {g.get('ridge')})"
+
+
+def _rule_table(s_on: np.ndarray, m_on: np.ndarray, s_off: np.ndarray, m_off: np.ndarray, threshold: float) -> str:
+    """On-task grounded / off-task refused under the threshold alone, the anchor rule alone, and both."""
+    def counts(ok_on: np.ndarray, ok_off: np.ndarray) -> str:
+        return f"on-task grounded {int(ok_on.sum())}/{len(ok_on)}, off-task refused {int((~ok_off).sum())}/{len(ok_off)}"
+
+    parts = [f"threshold {t:.2f} alone: {counts(s_on >= t, s_off >= t)}" for t in (threshold, 0.5, 0.6)]
+    parts.append(f"anchors alone: {counts(m_on > 0, m_off > 0)}")
+    parts.append(f"both (the rule): {counts((s_on >= threshold) & (m_on > 0), (s_off >= threshold) & (m_off > 0))}")
+    return "; ".join(parts)
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The "Text prompts" REPORT.md section of one model."""
     g = r["grounding"]
@@ -143,9 +160,10 @@ def markdown(r: dict[str, Any]) -> str:
         SECTION, "",
         f"This model's VLM is video-only; text reaches it through its text grounding (`grounding.npz`, "
         f"docs/text-prompts.md): the sentence encoder {g['encoder']} (sha256 `{g['encoder_sha256'][:16]}…`) embeds the "
-        f"phrase, a ridge map (fitted on {g['windows']} of the model's own 8-frame windows of "
+        f"phrase, a {_method(g)} (fitted on {g['windows']} of the model's own 8-frame windows of "
         f"{', '.join(r['tasks'])} and {g['fitting_captions']} captions) puts it in the video space, and GenRL's text "
-        "path (aligner, connector) makes the target. Offline text means paraphrases of these behaviours, not new ones.",
+        "path makes the target with the connector (no aligner: the mapped embedding already is a video embedding). "
+        "Offline text means paraphrases of these behaviours, not new ones.",
         "",
         f"**Held-out phrasings** (never used in fitting, `captions.json` `heldout`): {grounded} of {n} grounded; "
         f"**{ok} of {n} score their own task's frames highest and above random** ({counts}; a refused phrasing "
@@ -161,7 +179,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"phrasings s {s_on.min():.2f}..{s_on.max():.2f} (s - a {m_on.min():+.2f}..{m_on.max():+.2f}); "
         f"off-task phrases ({len(r['offtask'])}: e.g. 'do a backflip', 'make coffee', 'fly', 'swim', 'read a book', and "
         f"the held-out phrasings of behaviours this model lacks) s {s_off.min():.2f}..{s_off.max():.2f} "
-        f"(s - a {m_off.min():+.2f}..{m_off.max():+.2f}). "
+        f"(s - a {m_off.min():+.2f}..{m_off.max():+.2f}). The similarity ranges overlap, so a threshold alone cannot "
+        f"separate them: {_rule_table(s_on, m_on, s_off, m_off, r['threshold'])}. "
         f"Off-task refused: {sum(o['refused'] for o in r['offtask'])}/{len(r['offtask'])}"
         + (f" (accepted: {', '.join(repr(t) for t in accepted_off)})" if accepted_off else "")
         + f"; on-task refused: {len(refused_on)}/{n}"
