@@ -32,7 +32,8 @@ from genrl_gym.utils import atomic_write
 from genrl_gym.vlm.grounding import DEFAULT_THRESHOLD, GROUNDING_FILE, TextGrounding, captions
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_RIDGE", "DEFAULT_SEEDS", "DEFAULT_TARGET_HORIZON", "TEMPERATURES",
-           "anchor_captions", "fit_text_grounding", "ground_model", "model_task_windows", "task_captions"]
+           "anchor_captions", "fit_text_grounding", "ground_model", "model_task_windows", "record_in_model_json",
+           "task_captions"]
 
 #: Ridge penalty of the ridge map (sentence embeddings are unit-norm).
 DEFAULT_RIDGE = 0.1
@@ -221,6 +222,27 @@ def _store_windows(store: str | os.PathLike[str], tasks: Sequence[str] | None, p
     return {t: np.concatenate(v) for t, v in out.items()}
 
 
+def record_in_model_json(path: str | os.PathLike[str], grounding: TextGrounding) -> bool:
+    """Record a grounding in a model folder's ``model.json`` (``text_grounding``, and the ``vlm`` note), atomically.
+
+    :return: False when there is no such file (nothing written).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    data = json.loads(path.read_text())
+    data["text_grounding"] = grounding.record()
+    if isinstance(data.get("vlm"), dict):
+        data["vlm"]["note"] = (f"the VLM has no language; text prompts of this model's behaviours "
+                               f"({', '.join(grounding.behaviours)}) and their paraphrases go through its text grounding "
+                               f"({GROUNDING_FILE}, see text_grounding and docs/text-prompts.md), other text is refused. "
+                               "Open vocabulary needs a real VLM: `genrl pipeline --domain <domain> --vlm "
+                               "open_clip:ViT-B-32:<weights file>`")
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
+    return True
+
+
 def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
                  store: str | os.PathLike[str] | None = None, seeds: int = DEFAULT_SEEDS, method: str = DEFAULT_METHOD,
                  ridge: float = DEFAULT_RIDGE,
@@ -259,12 +281,7 @@ def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] |
     grounding = fit_text_grounding(mfwm, windows, method=method, ridge=ridge, threshold=threshold, info=info)
     target_dir = Path(out) if out is not None else path.parent
     written = grounding.save(target_dir / GROUNDING_FILE)
-    meta = target_dir / "model.json"
-    if meta.is_file():
-        data = json.loads(meta.read_text())
-        data["text_grounding"] = grounding.record()
-        with atomic_write(meta, "w") as f:
-            json.dump(data, f, indent=2)
+    record_in_model_json(target_dir / "model.json", grounding)
     mfwm.text_grounding = grounding
     from genrl_gym.prompts import clear_cache
 
