@@ -90,13 +90,16 @@ def reproduce_command(module: str, *options: tuple[str, Any]) -> str:
     """The command line that reruns a benchmark: ``python -m <module>`` then ``--<flag> <value>`` for each option.
 
     :param module: the benchmark module, e.g. ``"benchmarks.bench_behaviour"``.
-    :param options: ``(flag, value)`` pairs in order; a value of None leaves the flag out, a list or tuple gives its
-        items separated by spaces, anything else its ``str`` (format numbers and quote JSON before passing them).
+    :param options: ``(flag, value)`` pairs in order; a value of None or False leaves the flag out, True gives the bare
+        flag, a list or tuple its items separated by spaces, anything else its ``str`` (format numbers and quote JSON
+        before passing them).
     """
     parts = ["python -m", module]
     for flag, value in options:
-        if value is None:
+        if value is None or value is False:
             continue
         parts.append(f"--{flag}")
+        if value is True:
+            continue
         parts.append(" ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
     return " ".join(parts)

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seconds", type=float, default=180.0, help="wall-time training budget per agent")
     p.add_argument("--model", default=None, help="default: the domain's model (shipped or GENRL_HOME)")
     p.add_argument("--prompt-dir", default=None, help="use <dir>/<task>.gif instead of the shipped clips")
+    p.add_argument("--text", action="store_true", help="prompt each task with its name as text (e.g. 'run'; the "
+                   "shipped models' text grounding, docs/text-prompts.md) instead of the shipped clips")
     p.add_argument("--preset", default="small")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--name", default=None, help="results name (default behaviour_<domain>)")
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # spawn, not fork: a forked child of a process that holds torch/OpenMP or EGL threads can deadlock on their locks
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
+                                       t if args.text else
                                        None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif", args.preset,
                                        eval_seeds, args.video_dir, args.align, overrides, args.clock)
                    for t, s in jobs if (t, s) not in done}
@@ -153,12 +156,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reproduce = reproduce_command(
         "benchmarks.bench_behaviour", ("domain", args.domain), ("tasks", args.tasks), ("seeds", args.seeds),
         ("seconds", f"{args.seconds:.0f}"), ("model", args.model or None), ("prompt-dir", args.prompt_dir or None),
-        ("align", args.align or None), ("overrides", f"'{args.overrides}'" if args.overrides else None),
+        ("text", bool(args.text)), ("align", args.align or None),
+        ("overrides", f"'{args.overrides}'" if args.overrides else None),
         ("clock", args.clock if args.clock != "wall" else None))
     notes = (f"GenRLAgent (`{args.preset}` preset, data-free starts) trained for {args.seconds:.0f} s of "
              f"{'wall time' if args.clock == 'wall' else 'its own CPU time'} per run "
-             f"({min(updates)}-{max(updates)} behaviour updates; the paper uses 50k) from the task's shipped video clip, "
-             f"{args.workers} runs in parallel at one torch thread each; model `{model}`. Each trained agent is evaluated "
+             f"({min(updates)}-{max(updates)} behaviour updates; the paper uses 50k) from "
+             + ("the task's name as a text prompt, " if args.text else "the task's shipped video clip, ")
+             + f"{args.workers} runs in parallel at one torch thread each; model `{model}`. Each trained agent is evaluated "
              f"on {len(eval_seeds)} episodes of 1000 frames (seeds {eval_seeds}) on the TRUE task reward; the random "
              "policy on the same seeds. Normalised = (return - random) / (expert - random) with the task table's "
              f"constants. Reproduce: `{reproduce}`. Imagined reward/step: the mean GenRL "

@@ -43,11 +43,13 @@ from genrl_gym.prompts import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_target, exa
 from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
 from genrl_gym.training.export import export_model
 from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
+from genrl_gym.training.grounding import DEFAULT_METHOD, DEFAULT_RIDGE, DEFAULT_SEEDS, ground_model
 from genrl_gym.training.report import model_report
 from genrl_gym.training.trainer import train_mfwm
 from genrl_gym.utils import GenRLError, atomic_write, remove_stale_temp_files
 from genrl_gym.vlm import load_vlm
 from genrl_gym.vlm.embed import embed_store
+from genrl_gym.vlm.grounding import DEFAULT_THRESHOLD
 from genrl_gym.wrappers import GenRLLogCallback
 
 if TYPE_CHECKING:
@@ -160,6 +162,27 @@ class PromptsArgs:
 
     domain: str | None = None
     """Only this domain's clips (default: all)."""
+
+
+@dataclass(kw_only=True)
+class GroundArgs:
+    """Fit a video-only model's text grounding (sentence encoder -> its VLM space) and write grounding.npz beside it
+    (recorded in its model.json)."""
+
+    model: str
+    """Checkpoint path, model folder or model name."""
+    out: Path | None = None
+    """Folder to write into (default: the model's folder)."""
+    store: Path | None = None
+    """Episode store with task-labelled episodes to fit on too."""
+    seeds: int = field(default=DEFAULT_SEEDS, metadata=_POSITIVE)
+    """Connector seeds of each clip's decoded target."""
+    method: Literal["kernel", "ridge"] = DEFAULT_METHOD
+    """The map: kernel regression over the captions or a ridge (linear) map."""
+    ridge: float = DEFAULT_RIDGE
+    """Ridge penalty of the ridge map."""
+    threshold: float = DEFAULT_THRESHOLD
+    """Grounding threshold: the least sentence cosine similarity to a known behaviour's captions."""
 
 
 @dataclass(kw_only=True)
@@ -383,6 +406,35 @@ def cmd_prompts(args: PromptsArgs) -> int:
         return 0
     for (domain, task), path in sorted(clips.items()):
         print(f"{domain:10s} {task:12s} {path}")
+    _print_text_behaviours(args.domain)
+    return 0
+
+
+def _print_text_behaviours(domain: str | None) -> None:
+    """The text behaviours of each named model with a text grounding (``genrl prompts``)."""
+    from genrl_gym.model_store import available_models
+    from genrl_gym.vlm.grounding import GROUNDING_FILE, TextGrounding
+
+    rows = []
+    for name, ckpt in sorted(available_models().items()):
+        file = ckpt.parent / GROUNDING_FILE
+        if not file.is_file():
+            continue
+        g = TextGrounding.load(file)
+        if domain is None or g.domain == domain:
+            rows.append(f"{name:10s} {', '.join(g.behaviours)}  (paraphrases too, e.g. --prompt \"{g.behaviours[-1]}\"; "
+                        f"{g.encoder} grounding, threshold {g.threshold:.2f})")
+    if rows:
+        print("\ntext prompts (offline models: paraphrases of the behaviours in each model's data):")
+        print("\n".join(rows))
+
+
+def cmd_ground(args: GroundArgs) -> int:
+    command = "genrl ground " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    grounding, path = ground_model(args.model, out=args.out, store=args.store, seeds=args.seeds, method=args.method,
+                                   ridge=args.ridge, threshold=args.threshold, command=command)
+    print(f"text grounding of {args.model}: behaviours {', '.join(grounding.behaviours)}, "
+          f"{grounding.info['windows']} windows, {len(grounding.caption_texts)} captions -> {path}")
     return 0
 
 
@@ -635,6 +687,7 @@ def commands() -> dict[str, Command]:
             Spec(PipelineConfig, exclude=("expert.seed", "expert.ppo_kwargs", "expert.sac_kwargs"),
                  aliases={"mfwm_steps": ["--steps"], "expert.total_steps": ["--expert-steps"]}))),
         "prompts": one(cmd_prompts, PromptsArgs),
+        "ground": one(cmd_ground, GroundArgs),
         "imagine": one(cmd_imagine, ImagineArgs),
         "train-agent": one(cmd_train_agent, TrainAgentArgs),
         "store verify": one(cmd_store_verify, StoreVerifyArgs),

@@ -4,8 +4,9 @@ Readable top to bottom:
 
 1. resolve the world model: the shipped model of the domain, or (when this version ships none) a tiny one built on
    the spot from random episodes, said loudly: it shows the whole data flow, not meaningful behaviour;
-2. pick the prompt: text when the model's VLM has language, else the shipped clip of the task (or, for a model
-   built on the spot, the collected window with the highest true reward); print which and why;
+2. pick the prompt: text when the model's VLM has language (the task table's prompt) or the model has a text
+   grounding of the task (the task name, e.g. "run"; genrl_gym.vlm.grounding), else the shipped clip of the task
+   (or, for a model built on the spot, the collected window with the highest true reward); print which and why;
 3. write the imagined-prompt GIF (what the model thinks the prompt looks like);
 4. train GenRLAgent in imagination (data-free) for a wall-time budget;
 5. train SB3 SAC on the GenRL reward of the registered env for the same wall time;
@@ -108,6 +109,10 @@ def pick_prompt(cfg: DemoConfig, model: Any, source: str, out: Path) -> tuple[An
     backend = identity.backend if hasattr(identity, "backend") else (identity or {}).get("backend")
     if backend not in (None, "video-only"):
         return spec.prompt, f"the model's VLM ({identity}) has language: the task table's text prompt"
+    grounding = getattr(model, "text_grounding", None)
+    if grounding is not None and cfg.task in grounding.behaviours:
+        return cfg.task, (f"text: the model's VLM is video-only, and its text grounding ({grounding.encoder} mapped into "
+                          f"its video space; behaviours {', '.join(grounding.behaviours)}) grounds the task name")
     try:
         return str(example(cfg.domain, cfg.task)), "the model's VLM is video-only (no language): the shipped clip"
     except Exception:  # noqa: BLE001  (no clip shipped: cut one from the data the tiny model was built from)

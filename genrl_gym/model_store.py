@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genrl_gym.models import MFWM, CheckpointNotFoundError
-from genrl_gym.utils import CheckpointError
+from genrl_gym.utils import CheckpointError, VLMError
 
 if TYPE_CHECKING:
     from genrl_gym.models import MFWM
+    from genrl_gym.vlm.grounding import TextGrounding
 
 __all__ = ["GENRL_HOME_ENV", "DEFAULT_GENRL_HOME", "PRETRAINED_DIR", "genrl_home", "models_dir", "resolve_model",
-           "resolve_model_path", "clear_model_cache", "model_cache_info"]
+           "resolve_model_path", "clear_model_cache", "model_cache_info", "load_text_grounding"]
 
 logger = logging.getLogger(__name__)
 
@@ -198,9 +199,36 @@ def resolve_model(model: str | os.PathLike[str] | MFWM, *, domain: str | None = 
                             "local store" if source == "store" else "shipped pretrained", path)
             cached = MFWM.load(path, map_location=map_location)
             cached.eval()
+            cached.text_grounding = load_text_grounding(path, cached)
             _CACHE[key] = cached
     _check_domain(cached, domain, f"model {os.fspath(model)!r} ({path})")
     return cached
+
+
+def load_text_grounding(checkpoint: str | os.PathLike[str], model: MFWM) -> TextGrounding | None:
+    """The text grounding saved beside a checkpoint (``grounding.npz`` in its folder), checked against the model's VLM,
+    or None when there is none (see :mod:`genrl_gym.vlm.grounding`).
+
+    An unreadable grounding, one fitted for another VLM space or for other weights is ignored with a warning that says
+    how to refit it (the model still works with video prompts).
+    """
+    from genrl_gym.vlm.grounding import GROUNDING_FILE, TextGrounding
+
+    file = Path(checkpoint).parent / GROUNDING_FILE
+    if not file.is_file():
+        return None
+    try:
+        grounding = TextGrounding.load(file, expect_vlm=model._vlm)
+    except VLMError as e:  # the model itself is fine: video prompts keep working, text is refused
+        logger.warning("ignoring the text grounding beside %s: %s", checkpoint, e)
+        return None
+    fitted_for = grounding.info.get("model_weights_sha256")
+    if fitted_for and fitted_for != model.weights_sha256():
+        logger.warning("ignoring the text grounding %s: it was fitted for other weights of this model (sha256 %s); "
+                       "refit it with `genrl ground --model %s`", file, fitted_for[:12], Path(checkpoint).parent)
+        return None
+    logger.info("text grounding %s: %s text behaviours %s", file, grounding.encoder, ", ".join(grounding.behaviours))
+    return grounding
 
 
 def clear_model_cache() -> None:

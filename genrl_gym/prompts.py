@@ -1,6 +1,9 @@
 """Prompt -> target latent trajectory (METHOD.md section 6, reference section 7).
 
-* text: VLM text embedding -> aligner -> connector rollout (needs a VLM with language weights).
+* text: VLM text embedding -> aligner -> connector rollout (needs a VLM with language weights, or, for a model of the
+  video-only VLM, the model's text grounding: :mod:`genrl_gym.vlm.grounding`, loaded with the model by
+  :func:`genrl_gym.model_store.resolve_model`, maps a sentence embedding onto the VLM's video embeddings, which then
+  skip the aligner as video embeddings do).
 * video (a file path: mp4/gif/webm/..., or a uint8 array ``[T, H, W, 3]``): frames resized to the model's image size, then,
   as the reference's video prompts, a temporal stride ``k = max(T // 128, 1)`` and the **first 8 frames** after striding
   give one VLM embedding for the whole clip (so a 30 fps clip contributes its first ~0.27 s x k of motion). Video
@@ -257,6 +260,11 @@ def _resolve_vlm(model: MFWM, vlm: Any) -> Any:
                           "model's VLM (vlm=None loads it) or a model trained on yours")
     if int(getattr(vlm, "embed_dim", model.config.embed_dim)) != model.config.embed_dim:
         raise PromptError(f"VLM embeds in {vlm.embed_dim} dims but the model expects {model.config.embed_dim}")
+    grounding = getattr(model, "text_grounding", None)
+    if grounding is not None and not getattr(vlm, "has_language", False):
+        from genrl_gym.vlm.grounding import GroundedTextVLM
+
+        vlm = GroundedTextVLM(vlm, grounding)  # text through the model's fitted map; video unchanged
     return vlm
 
 
@@ -311,16 +319,22 @@ def target_from_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray 
     :param prompt: text; a video (file path, or uint8 frames ``[T, H, W, 3]``); or an image (png/jpg path, or uint8
         ``[H, W, 3]``), embedded as that frame repeated over one 8-frame VLM window (``kind="image"``).
     ``vlm``: the VLM to embed with; must be the model's (None loads the model's VLM by identity). ``align``: apply the
-    aligner (default: text yes, video and image no). ``seed`` seeds the connector's sampled initial stoch. Raises
-    PromptError on an empty/over-long text, a text prompt with a video-only VLM, an unreadable or too short
+    aligner (default: text yes, video and image no; text of a video-only model's text grounding no, since the grounding
+    already maps it onto video embeddings, see :mod:`genrl_gym.vlm.grounding`). ``seed`` seeds the connector's sampled
+    initial stoch. Raises PromptError on an empty/over-long text, a text prompt with a video-only VLM and no text
+    grounding (or one the grounding refuses), an unreadable or too short
     (< 8 frames) video, an unreadable image, an array whose layout is ambiguous (e.g. ``[3, H, W]``), or a VLM
     other than the model's.
     """
     if int(horizon) < 1:
         raise PromptError(f"horizon={horizon} must be >= 1")
     kind, _, description, key = _classify(prompt)
-    align = (kind == "text") if align is None else bool(align)
-    full_key = (*key, int(horizon), align, int(seed), _identity_str(model._vlm))
+    if align is None:  # text: the aligner, unless a text grounding makes it (its embeddings already are video ones);
+        # a grounding is only fitted for, and used with, a VLM without language (genrl_gym.training.grounding)
+        align = kind == "text" and getattr(model, "text_grounding", None) is None
+    grounding = getattr(model, "text_grounding", None) if kind == "text" else None
+    full_key = (*key, int(horizon), align, int(seed), _identity_str(model._vlm),
+                grounding.fingerprint() if grounding is not None else None)
     store = _CACHE.setdefault(model, {})
     if cache and full_key in store:
         return store[full_key]

@@ -28,7 +28,9 @@ def test_demo_writes_a_complete_report(tmp_path: Path, monkeypatch: pytest.Monke
     prompt_line = next(line for line in lines if line.startswith("prompt:"))
     assert "video-only" in prompt_line
     if shipped:
-        assert results["model_source"] == "resolved" and "shipped clip" in prompt_line
+        # the shipped model has a text grounding of the task: the demo prompts with the task name as text
+        assert results["model_source"] == "resolved" and prompt_line.startswith(f"prompt: {task} (text:")
+        assert "text grounding" in prompt_line and results["prompt"] == task
         assert not any("TINY" in line for line in lines)
     else:
         assert results["model_source"] == "built" and any("TINY" in line for line in lines)

@@ -1,5 +1,6 @@
 """Every shipped model (genrl_gym/pretrained/<domain>/): compact, self-describing, resolvable, prompt clips present,
-video prompts only (the offline VLM), and usable through ``gym.make`` with no arguments but the episode length."""
+video prompts and, through each model's text grounding, text of its behaviours only (other text is refused), and usable
+through ``gym.make`` with no arguments but the episode length."""
 
 from __future__ import annotations
 

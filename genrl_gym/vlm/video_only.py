@@ -2,7 +2,8 @@
 
 No package on our registries ships pretrained CLIP-family weights, so the default embedder is built from the pixels
 alone. It exists so that GenRL's pipeline (embed windows -> connector -> video-prompt targets) runs anywhere; it has
-no language semantics, so text prompts are refused (use a video prompt, or an open_clip model with real weights).
+no language semantics, so text prompts are refused (use a video prompt, or an open_clip model with real weights), unless
+the model has a text grounding (:mod:`genrl_gym.vlm.grounding`: paraphrases of the behaviours in its data).
 
 Recipe ``pixel-motion-rp-512`` for one window ``uint8 [T, H, W, 3]``:
 
