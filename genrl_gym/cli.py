@@ -38,18 +38,18 @@ from genrl_gym.agents import GenRLAgent, evaluate_task_return
 from genrl_gym.data import EpisodeStore, SB3Policy, collect
 from genrl_gym.demo import DemoConfig, run_demo
 from genrl_gym.envs import env_id, get_task, make_pixel_env
-from genrl_gym.model_store import resolve_model
+from genrl_gym.model_store import available_models, resolve_model
 from genrl_gym.prompts import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_target, example, target_from_prompt, write_video
 from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
 from genrl_gym.training.export import export_model
-from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
 from genrl_gym.training.grounding import DEFAULT_METHOD, DEFAULT_RIDGE, DEFAULT_SEEDS, ground_model
+from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
 from genrl_gym.training.report import model_report
 from genrl_gym.training.trainer import train_mfwm
 from genrl_gym.utils import GenRLError, atomic_write, remove_stale_temp_files
 from genrl_gym.vlm import load_vlm
 from genrl_gym.vlm.embed import embed_store
-from genrl_gym.vlm.grounding import DEFAULT_THRESHOLD
+from genrl_gym.vlm.grounding import DEFAULT_THRESHOLD, GROUNDING_FILE, TextGrounding
 from genrl_gym.wrappers import GenRLLogCallback
 
 if TYPE_CHECKING:
@@ -412,9 +412,6 @@ def cmd_prompts(args: PromptsArgs) -> int:
 
 def _print_text_behaviours(domain: str | None) -> None:
     """The text behaviours of each named model with a text grounding (``genrl prompts``)."""
-    from genrl_gym.model_store import available_models
-    from genrl_gym.vlm.grounding import GROUNDING_FILE, TextGrounding
-
     rows = []
     for name, ckpt in sorted(available_models().items()):
         file = ckpt.parent / GROUNDING_FILE
@@ -544,7 +541,6 @@ def cmd_train_sb3(args: TrainSB3Args) -> int:
     if algo is None:
         raise ValueError(f"--algo {args.algo}: not a Stable-Baselines3 algorithm (e.g. SAC, PPO, TD3, A2C)")
     _write_config(args.out, "train-sb3", args)
-    from genrl_gym.envs.tasks import env_id
 
     env = gym.make(env_id(args.domain), prompt=_prompt_arg(args.prompt), model=args.model, task=args.task,
                    proprio=args.proprio)

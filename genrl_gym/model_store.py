@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genrl_gym.models import MFWM, CheckpointNotFoundError
-from genrl_gym.utils import CheckpointError, VLMError
+from genrl_gym.utils import DEFAULT_GENRL_HOME, GENRL_HOME_ENV, CheckpointError, VLMError, genrl_home
+from genrl_gym.vlm.grounding import GROUNDING_FILE, TextGrounding
 
 if TYPE_CHECKING:
     from genrl_gym.models import MFWM
@@ -38,10 +39,6 @@ __all__ = ["GENRL_HOME_ENV", "DEFAULT_GENRL_HOME", "PRETRAINED_DIR", "genrl_home
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable naming the local store root.
-GENRL_HOME_ENV = "GENRL_HOME"
-#: Store root used when ``$GENRL_HOME`` is unset.
-DEFAULT_GENRL_HOME = Path("~/.cache/genrl_gym")
 #: Directory of the models shipped inside the package.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 #: File names (in order) that mark a directory's checkpoint; ``mfwm/mfwm.pt`` is where ``genrl pipeline --out DIR`` puts it.
@@ -51,11 +48,6 @@ _NOT_MODELS = ("checkpoint.pt",)
 
 _CACHE: dict[tuple[str, int, int, str], MFWM] = {}
 _LOCK = threading.RLock()
-
-
-def genrl_home() -> Path:
-    """The local store root: ``$GENRL_HOME`` if set (read on every call), else ``~/.cache/genrl_gym``, user-expanded."""
-    return Path(os.environ.get(GENRL_HOME_ENV) or DEFAULT_GENRL_HOME).expanduser()
 
 
 def models_dir() -> Path:
@@ -212,8 +204,6 @@ def load_text_grounding(checkpoint: str | os.PathLike[str], model: MFWM) -> Text
     An unreadable grounding, one fitted for another VLM space or for other weights is ignored with a warning that says
     how to refit it (the model still works with video prompts).
     """
-    from genrl_gym.vlm.grounding import GROUNDING_FILE, TextGrounding
-
     file = Path(checkpoint).parent / GROUNDING_FILE
     if not file.is_file():
         return None

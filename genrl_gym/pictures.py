@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
 from torch import Tensor
 
 from genrl_gym.utils import atomic_write
@@ -28,8 +31,6 @@ def save_png(image: np.ndarray, path: str | os.PathLike[str], *, max_bytes: int 
 
     :return: bytes written.
     """
-    from PIL import Image
-
     img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
 
     def encode(im: Any) -> bytes:
@@ -51,8 +52,6 @@ def save_png(image: np.ndarray, path: str | os.PathLike[str], *, max_bytes: int 
 
 def figure_rgb(fig: Any) -> np.ndarray:
     """Render a matplotlib Figure (Agg canvas, no pyplot state) -> uint8 ``[H, W, 3]``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3]
@@ -65,15 +64,11 @@ def figure_png(fig: Any, path: str | os.PathLike[str], *, max_bytes: int = MAX_P
 
 def new_figure(figsize: tuple[float, float], dpi: float = 100) -> Any:
     """A matplotlib ``Figure`` of ``figsize`` inches, drawn without pyplot (no global backend or figure state)."""
-    from matplotlib.figure import Figure
-
     return Figure(figsize=figsize, dpi=dpi)
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: float = 100) -> Path:
     """Write a Figure (from :func:`new_figure`) as a PNG at ``dpi``, atomically. Returns the path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     FigureCanvasAgg(fig)
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=dpi)
@@ -82,8 +77,6 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: float = 100) -> 
 
 def label_panel(text: str, height: int, width: int = 150) -> np.ndarray:
     """White ``[height, width, 3]`` panel with ``text`` (newlines allowed) in black, for the left of an image row."""
-    from PIL import Image, ImageDraw
-
     panel = Image.new("RGB", (width, height), (255, 255, 255))
     ImageDraw.Draw(panel).multiline_text((4, 4), text, fill=(0, 0, 0), spacing=2)
     return np.asarray(panel)

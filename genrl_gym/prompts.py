@@ -27,13 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageSequence
 from torch import Tensor
 
-from genrl_gym.models.mfwm import MFWM, _identity_str, identity_dict
+from genrl_gym import model_store
+from genrl_gym.models.mfwm import MFWM, identity_str, identity_dict
 from genrl_gym.utils import PromptError, atomic_write
+from genrl_gym.vlm import load_vlm
+from genrl_gym.vlm.grounding import GroundedTextVLM
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -95,8 +100,6 @@ class TargetTrajectory:
 
 def read_video(path: str | os.PathLike[str]) -> np.ndarray:
     """All frames of a video/GIF file as uint8 ``[T, H, W, 3]`` (alpha dropped, grey expanded); PromptError if unreadable."""
-    import imageio.v3 as iio
-
     path = Path(path)
     if not path.is_file():
         raise PromptError(f"video prompt {path}: no such file")
@@ -111,8 +114,6 @@ def read_video(path: str | os.PathLike[str]) -> np.ndarray:
 def _read_gif(path: Path) -> np.ndarray:
     """GIF frames with each repeated by its display time over the shortest one: GIF encoders (Pillow) merge identical
     consecutive frames into one longer frame, which would otherwise shorten still passages of a prompt."""
-    from PIL import Image, ImageSequence
-
     with Image.open(path) as im:
         pairs = [(np.asarray(f.convert("RGB")), float(f.info.get("duration") or 0)) for f in ImageSequence.Iterator(im)]
     base = min((d for _, d in pairs if d > 0), default=0.0)
@@ -122,8 +123,6 @@ def _read_gif(path: Path) -> np.ndarray:
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """One image file (png/jpg/...) as uint8 ``[H, W, 3]`` (alpha dropped, grey expanded); PromptError if unreadable."""
-    import imageio.v3 as iio
-
     path = Path(path)
     if not path.is_file():
         raise PromptError(f"image prompt {path}: no such file")
@@ -247,23 +246,19 @@ def _resolve_vlm(model: MFWM, vlm: Any) -> Any:
         if have is None:
             raise PromptError("this model records no VLM identity: pass vlm=<the VLM its embeddings were made with>")
         try:
-            from genrl_gym.vlm import load_vlm
-
             vlm = load_vlm(dict(have))
         except Exception as e:
-            raise PromptError(f"cannot load the model's VLM {_identity_str(have)} ({type(e).__name__}: {e}); pass vlm= "
+            raise PromptError(f"cannot load the model's VLM {identity_str(have)} ({type(e).__name__}: {e}); pass vlm= "
                               "explicitly") from e
     given = identity_dict(vlm)
     if have is not None and given != have:
-        raise PromptError(f"the prompt VLM {_identity_str(given)} is not the VLM this model was trained with "
-                          f"({_identity_str(have)}); embeddings of different VLMs are not interchangeable: use the "
+        raise PromptError(f"the prompt VLM {identity_str(given)} is not the VLM this model was trained with "
+                          f"({identity_str(have)}); embeddings of different VLMs are not interchangeable: use the "
                           "model's VLM (vlm=None loads it) or a model trained on yours")
     if int(getattr(vlm, "embed_dim", model.config.embed_dim)) != model.config.embed_dim:
         raise PromptError(f"VLM embeds in {vlm.embed_dim} dims but the model expects {model.config.embed_dim}")
     grounding = getattr(model, "text_grounding", None)
     if grounding is not None and not getattr(vlm, "has_language", False):
-        from genrl_gym.vlm.grounding import GroundedTextVLM
-
         vlm = GroundedTextVLM(vlm, grounding)  # text through the model's fitted map; video unchanged
     return vlm
 
@@ -289,7 +284,7 @@ def embed_prompt_with(vlm: Any, prompt: str | os.PathLike[str] | np.ndarray | Te
     kind, payload, _, _ = _classify(prompt)
     if kind == "text":
         if not getattr(vlm, "has_language", False):
-            raise PromptError(f"text prompt {payload!r}: the VLM {_identity_str(identity_dict(vlm))} has no "
+            raise PromptError(f"text prompt {payload!r}: the VLM {identity_str(identity_dict(vlm))} has no "
                               "language weights (video only), so text cannot be embedded. Use a video prompt (e.g. "
                               f"genrl_gym.prompts.example({domain!r}, 'stand'); `genrl prompts` lists the shipped "
                               "clips), or build a text-capable model with real open_clip weights: `genrl pipeline "
@@ -333,7 +328,7 @@ def target_from_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray 
         # a grounding is only fitted for, and used with, a VLM without language (genrl_gym.training.grounding)
         align = kind == "text" and getattr(model, "text_grounding", None) is None
     grounding = getattr(model, "text_grounding", None) if kind == "text" else None
-    full_key = (*key, int(horizon), align, int(seed), _identity_str(model._vlm),
+    full_key = (*key, int(horizon), align, int(seed), identity_str(model._vlm),
                 grounding.fingerprint() if grounding is not None else None)
     store = _CACHE.setdefault(model, {})
     if cache and full_key in store:
@@ -368,8 +363,6 @@ def write_video(frames: np.ndarray | Tensor, path: str | os.PathLike[str], fps: 
     """Write uint8 frames ``[T, H, W, 3]`` to ``.gif`` (imageio/Pillow; frame delay rounded to GIF's 10 ms unit, identical
     consecutive frames merged by Pillow and expanded again by :func:`read_video`) or ``.mp4``/``.webm``
     (imageio-ffmpeg), atomically."""
-    import imageio.v3 as iio
-
     path = Path(path)
     frames = frames.detach().cpu().numpy() if isinstance(frames, Tensor) else np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -390,8 +383,6 @@ def write_video(frames: np.ndarray | Tensor, path: str | os.PathLike[str], fps: 
 def list_examples(domain: str | None = None) -> dict[tuple[str, str], Path]:
     """Shipped prompt clips ``{(domain, task): path}`` found under ``genrl_gym/pretrained/<domain>/prompts/<task>.<ext>``
     (ext gif, mp4 or webm; the first in that order wins), of one ``domain`` or all."""
-    from genrl_gym import model_store  # one place for where shipped models live
-
     found: dict[tuple[str, str], Path] = {}
     for suffix in (".gif", ".mp4", ".webm"):
         for path in sorted(model_store.PRETRAINED_DIR.glob(f"{domain or '*'}/prompts/*{suffix}")):

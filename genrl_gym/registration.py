@@ -16,6 +16,10 @@ Episode length: the dm_control ids are registered with ``max_episode_steps = 100
 length of GenRL's episodes. The env itself truncates after ``episode_frames // action_repeat`` steps, so shorter
 episodes need nothing more; for longer ones also pass ``max_episode_steps=`` to ``gym.make`` (else its ``TimeLimit``
 stops them at 500). Kitchen episodes are 140 steps and end at the first success.
+
+The imports of the env stack, the world model and the wrappers sit inside the functions on purpose (the one module
+where they do): ``import genrl_gym`` runs this module, and it must stay cheap and render-free; they load when an env
+is made.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from genrl_gym.envs.tasks import env_id as _env_id
 from genrl_gym.utils import PromptError
+from genrl_gym.utils import env_id as _env_id
 
 if TYPE_CHECKING:
     from genrl_gym.reward import RewardSpec

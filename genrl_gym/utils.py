@@ -17,6 +17,26 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+#: Environment variable naming the local store root (models, encoders, caches).
+GENRL_HOME_ENV = "GENRL_HOME"
+#: Store root used when ``$GENRL_HOME`` is unset.
+DEFAULT_GENRL_HOME = Path("~/.cache/genrl_gym")
+
+
+def env_id(domain: str) -> str:
+    """The Gymnasium id of ``domain``'s GenRL env (:mod:`genrl_gym.registration`): ``"walker"`` -> ``"GenRL/Walker-v0"``
+    (``"kitchen"`` -> ``"GenRL/Kitchen-v0"``). The name is not checked (registration lists the ids it registers).
+
+    It lives in the base layer so that the registration, which ``import genrl_gym`` runs, can name the ids without
+    importing the env stack (dm_control, mujoco).
+    """
+    return f"GenRL/{domain.capitalize()}-v0"
+
+
+def genrl_home() -> Path:
+    """The local store root: ``$GENRL_HOME`` if set (read on every call), else ``~/.cache/genrl_gym``, user-expanded."""
+    return Path(os.environ.get(GENRL_HOME_ENV) or DEFAULT_GENRL_HOME).expanduser()
+
 
 class GenRLError(Exception):
     """Base class of every error genrl-gym raises on bad input."""

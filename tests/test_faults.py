@@ -110,7 +110,7 @@ def _tiny_embedded_store(root: Path) -> EpisodeStore:
 def test_train_mfwm_killed_in_checkpoint_and_model_writes_resumes(tmp_path: Path) -> None:
     """Kill inside the 2nd checkpoint write, then inside the final mfwm.pt write; the rerun finishes the model."""
     from genrl_gym.models import MFWM
-    from genrl_gym.models.mfwm import _read_torch_file
+    from genrl_gym.models.mfwm import read_torch_file
 
     store = _tiny_embedded_store(tmp_path / "data")
     data = {p: p.read_bytes() for p in [*store.paths(), *store.root.glob("embeddings/*.npy")]}
@@ -119,11 +119,11 @@ def test_train_mfwm_killed_in_checkpoint_and_model_writes_resumes(tmp_path: Path
            "--steps", "6", "--checkpoint-every", "2"]
     r = _run(cmd, tmp_path, **{FAULT_ENV: "checkpoint.pt:2"})
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
-    assert int(_read_torch_file(run / "checkpoint.pt", "training")["step"]) == 2  # the 1st checkpoint is intact
+    assert int(read_torch_file(run / "checkpoint.pt", "training")["step"]) == 2  # the 1st checkpoint is intact
     assert list(run.glob(".checkpoint.pt.*.tmp"))
     r = _run(cmd, tmp_path, **{FAULT_ENV: "mfwm.pt:1"})  # resumes at step 2, killed writing the final model
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
-    assert int(_read_torch_file(run / "checkpoint.pt", "training")["step"]) == 6 and not (run / "mfwm.pt").exists()
+    assert int(read_torch_file(run / "checkpoint.pt", "training")["step"]) == 6 and not (run / "mfwm.pt").exists()
     r = _run(cmd, tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert MFWM.load(run / "mfwm.pt").config.preset == "tiny"

@@ -57,7 +57,7 @@ from genrl_gym.agents.actor_critic import (
 from genrl_gym.data import EpisodeStore, SequenceSampler
 from genrl_gym.model_store import resolve_model
 from genrl_gym.models import MFWM, State
-from genrl_gym.models.mfwm import _identity_str, identity_dict
+from genrl_gym.models.mfwm import identity_str, identity_dict
 from genrl_gym.models.rssm import uniform_onehot
 from genrl_gym.prompts import target_from_prompt
 from genrl_gym.reward import ALIGNS, DEFAULT_SCORE, KL_SCORES, SCORES, target_horizon, trajectory_match
@@ -136,8 +136,8 @@ def _check_world_model(path: Path, header: dict[str, Any], wm: MFWM, allow_misma
         return
     have_vlm = identity_dict(wm.vlm_identity)
     if recorded.get("vlm") != have_vlm:
-        raise CheckpointError(f"{path}: this agent was trained on a world model of VLM {_identity_str(recorded.get('vlm'))} "
-                              f"but the model given has VLM {_identity_str(have_vlm)}; its prompt target lives in the "
+        raise CheckpointError(f"{path}: this agent was trained on a world model of VLM {identity_str(recorded.get('vlm'))} "
+                              f"but the model given has VLM {identity_str(have_vlm)}; its prompt target lives in the "
                               "other model's latent space: load it with the model it was trained with")
     want, have = recorded.get("sha256"), wm.weights_sha256()
     if want != have:

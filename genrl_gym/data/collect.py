@@ -24,6 +24,7 @@ killed at any point (even inside a write) resumes with the same call and loses n
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -283,8 +284,6 @@ def _preload_forkserver() -> None:
     Only has an effect before the process's forkserver starts; replaces the default preload list (``["__main__"]``),
     which it keeps.
     """
-    import multiprocessing
-
     multiprocessing.get_context("forkserver").set_forkserver_preload(["__main__", "genrl_gym.envs"])
 
 

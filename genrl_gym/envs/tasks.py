@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from genrl_gym.utils import env_id  # noqa: F401  (re-exported: genrl_gym.envs.env_id)
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -132,12 +134,6 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 DOMAINS: tuple[str, ...] = tuple(dict.fromkeys(spec.domain for spec in TASKS.values()))
-
-
-def env_id(domain: str) -> str:
-    """The Gymnasium id of ``domain``'s GenRL env (:mod:`genrl_gym.registration`): ``"walker"`` -> ``"GenRL/Walker-v0"``
-    (``"kitchen"`` -> ``"GenRL/Kitchen-v0"``). The name is not checked (registration lists the ids it registers)."""
-    return f"GenRL/{domain.capitalize()}-v0"
 
 
 def tasks_of(domain: str) -> tuple[str, ...]:

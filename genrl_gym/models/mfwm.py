@@ -51,7 +51,7 @@ def identity_dict(vlm: Any) -> dict[str, Any] | None:
     raise TypeError(f"cannot read a VLM identity from {type(vlm).__name__}: pass a VLM, a VLMIdentity or a dict")
 
 
-def _identity_str(d: dict[str, Any] | None) -> str:
+def identity_str(d: dict[str, Any] | None) -> str:
     if d is None:
         return "<no VLM recorded>"
     try:
@@ -96,7 +96,7 @@ class MFWM(nn.Module):
         self.domain = domain
         self._vlm = identity_dict(vlm_identity)
         if self._vlm is not None and "embed_dim" in self._vlm and int(self._vlm["embed_dim"]) != config.embed_dim:
-            raise ValueError(f"VLM {_identity_str(self._vlm)} embeds in {self._vlm['embed_dim']} dims but "
+            raise ValueError(f"VLM {identity_str(self._vlm)} embeds in {self._vlm['embed_dim']} dims but "
                              f"config.embed_dim={config.embed_dim}")
         self.render_settings = dict(render_settings or {})
         self.metadata = dict(metadata or {})
@@ -265,20 +265,20 @@ class MFWM(nn.Module):
         if not path.is_file():
             raise CheckpointNotFoundError(f"{path}: no such MFWM checkpoint; check the path, or train one with "
                                           "`genrl train-mfwm` (see README)")
-        payload = _read_torch_file(path, "MFWM")
+        payload = read_torch_file(path, "MFWM")
         model = cls.from_payload(payload, str(path), map_location)
         if expect_domain is not None and model.domain != expect_domain:
             raise CheckpointError(f"{path}: this model was trained on domain {model.domain!r} but domain {expect_domain!r} "
                                   f"was asked for; use a {expect_domain} model")
         want = identity_dict(expect_vlm)
         if want is not None and want != model._vlm:
-            raise CheckpointError(f"{path}: this model was trained with VLM {_identity_str(model._vlm)} but "
-                                  f"{_identity_str(want)} was given; embeddings of different VLMs are not interchangeable: "
+            raise CheckpointError(f"{path}: this model was trained with VLM {identity_str(model._vlm)} but "
+                                  f"{identity_str(want)} was given; embeddings of different VLMs are not interchangeable: "
                                   "use the model's VLM or retrain the connector/aligner on embeddings of yours")
         return model
 
 
-def _read_torch_file(path: Path, what: str, fix: str = "re-download it or retrain it") -> Any:
+def read_torch_file(path: Path, what: str, fix: str = "re-download it or retrain it") -> Any:
     """``torch.load(weights_only=True)`` with our errors: truncated/corrupt vs foreign file.
 
     :param path: the file. :param what: what it should be (for messages). :param fix: what to do about a damaged one.

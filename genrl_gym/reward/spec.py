@@ -19,9 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genrl_gym.model_store import resolve_model
+from genrl_gym.prompts import target_from_prompt
 from genrl_gym.reward.core import DEFAULT_HISTORY, DEFAULT_HORIZON, DEFAULT_SCORE, target_horizon
 from genrl_gym.reward.scorer import LatentRewardScorer
 from genrl_gym.utils import PromptError
+from genrl_gym.vlm import load_vlm
 
 if TYPE_CHECKING:
     from genrl_gym.models import MFWM
@@ -82,8 +85,6 @@ class RewardSpec:
 
         :raises ValueError: no model in the spec.
         """
-        from genrl_gym.model_store import resolve_model
-
         if self.model is None:
             raise ValueError("the reward has no world model: pass model= (an MFWM, a checkpoint path or a model name "
                              "such as 'walker')")
@@ -128,14 +129,10 @@ def build_target(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray | None
     :raises PromptError: empty, over-long or unreadable prompt; an array of ambiguous layout; a text prompt for a VLM
         without language.
     """
-    from genrl_gym.prompts import target_from_prompt
-
     prompt = _check_prompt(prompt)
     if isinstance(prompt, os.PathLike) and not isinstance(prompt, Path):
         prompt = Path(os.fspath(prompt))  # any PathLike is a video file (prompts treats Path objects as such)
     if vlm is not None and not hasattr(vlm, "embed_video"):
-        from genrl_gym.vlm import load_vlm
-
         vlm = load_vlm(vlm)
     return target_from_prompt(model, prompt, vlm=vlm, horizon=horizon)
 

@@ -52,7 +52,7 @@ class RunFiles(dict):  # type: ignore[type-arg]
     """
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     """Parse a JSON file, naming the file in the error when it is corrupt."""
     try:
         return json.loads(path.read_text())
@@ -85,10 +85,10 @@ def read_run(run_dir: str | os.PathLike[str], *, need_clips: bool = False) -> Ru
         files["heldout"] = run / "heldout"
     for key, name in (("recipe", "recipe.json"), ("pipeline", "pipeline.json"), ("train_config", "mfwm/config.json")):
         if (run / name).is_file():
-            files[key] = _read_json(run / name)
+            files[key] = read_json(run / name)
     clips_json = run / "clips" / "clips.json"
     if clips_json.is_file():
-        files["clips_dir"], files["clips"] = run / "clips", _read_json(clips_json)
+        files["clips_dir"], files["clips"] = run / "clips", read_json(clips_json)
     if need_clips:
         if files["clips"] is None:
             raise FileNotFoundError(f"{run} has no prompt clips ({clips_json} is missing): run the pipeline's last stage, "
@@ -130,7 +130,7 @@ def _training_updates(files: RunFiles) -> int | None:
     return int(cfg["steps"]) if isinstance(cfg.get("steps"), int) else None
 
 
-def _vlm_summary(vlm: dict[str, Any] | None) -> dict[str, Any]:
+def vlm_summary(vlm: dict[str, Any] | None) -> dict[str, Any]:
     """VLM identity plus whether text prompts work, with the note users see for video-only models."""
     if not vlm:
         return {"identity": None, "has_language": False, "note": "this model records no VLM identity"}
@@ -224,7 +224,7 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
         "updates": updates,
         "frames": recipe.get("frames"),
         "episodes": recipe.get("episodes"),
-        "vlm": _vlm_summary(model._vlm),
+        "vlm": vlm_summary(model._vlm),
         "render_settings": model.render_settings,
         "align": model.reward_align,
         "image_size": cfg.image_size,

@@ -28,8 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from genrl_gym.data.episodes import EpisodeStore
+from genrl_gym.envs.tasks import TASKS, tasks_of
+from genrl_gym.model_store import resolve_model, resolve_model_path
+from genrl_gym.models.mfwm import identity_dict
+from genrl_gym.prompts import clear_cache, decode_target, list_examples, target_from_prompt
 from genrl_gym.utils import atomic_write
+from genrl_gym.vlm import load_vlm
+from genrl_gym.vlm.base import DEFAULT_WINDOW
 from genrl_gym.vlm.grounding import DEFAULT_THRESHOLD, GROUNDING_FILE, TextGrounding, captions
+from genrl_gym.vlm.text_encoder import load_sentence_encoder
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_RIDGE", "DEFAULT_SEEDS", "DEFAULT_TARGET_HORIZON", "TEMPERATURES",
            "anchor_captions", "fit_text_grounding", "ground_model", "model_task_windows", "record_in_model_json",
@@ -49,8 +57,6 @@ DEFAULT_TARGET_HORIZON = 48
 
 def task_captions(domain: str, tasks: Sequence[str]) -> dict[str, list[str]]:
     """Fitting captions per task: the task table's prompt plus ``captions.json["fitting"][task]`` (when present)."""
-    from genrl_gym.envs.tasks import TASKS
-
     fitting = captions()["fitting"]
     out = {}
     for task in tasks:
@@ -66,8 +72,6 @@ def task_captions(domain: str, tasks: Sequence[str]) -> dict[str, list[str]]:
 def anchor_captions(domain: str, tasks: Sequence[str]) -> list[str]:
     """Captions of behaviours the model has no data of: ``captions.json["unknown"]``, the task table's prompts of the
     domain's other tasks, and the fitting captions of the behaviour names in captions.json that ``tasks`` lacks."""
-    from genrl_gym.envs.tasks import TASKS
-
     c = captions()
     out = list(c["unknown"])
     out += [s.prompt for s in TASKS.values() if s.domain == domain and s.task not in tasks]
@@ -85,9 +89,6 @@ def model_task_windows(model: Any, clips: Mapping[str, str | os.PathLike[str]], 
     :param clips: ``{task: video prompt}`` (e.g. :func:`genrl_gym.prompts.list_examples`).
     :return: ``{task: uint8 [seeds * (horizon - 6), 8, 64, 64, 3]}``.
     """
-    from genrl_gym.prompts import decode_target, target_from_prompt
-    from genrl_gym.vlm.base import DEFAULT_WINDOW
-
     out = {}
     for task, clip in clips.items():
         windows = []
@@ -121,19 +122,13 @@ def fit_text_grounding(model: Any, windows_by_task: Mapping[str, np.ndarray],
     :param anchors: captions of behaviours the model lacks (default :func:`anchor_captions`).
     :param info: extra fitting facts recorded in the grounding (command, data sources).
     """
-    from genrl_gym.models.mfwm import identity_dict
-
     tasks = list(windows_by_task)
     if not tasks:
         raise ValueError("no task windows to fit a text grounding on")
     captions_by_task = dict(captions_by_task or task_captions(model.domain, tasks))
     if encoder is None:
-        from genrl_gym.vlm.text_encoder import load_sentence_encoder
-
         encoder = load_sentence_encoder()
     if vlm is None:
-        from genrl_gym.vlm import load_vlm
-
         vlm = load_vlm(dict(model._vlm))
     if vlm is not None and getattr(vlm, "has_language", False):
         raise ValueError(f"the model's VLM {vlm.identity} has language weights: its text prompts go through its own text "
@@ -205,9 +200,6 @@ def _kernel_loo(x: np.ndarray, onehot: np.ndarray, task_embeddings: np.ndarray) 
 
 def _store_windows(store: str | os.PathLike[str], tasks: Sequence[str] | None, per_episode: int = 64) -> dict[str, np.ndarray]:
     """Evenly spaced 8-frame windows of each task's episodes in an episode store (``info["task"]`` labels)."""
-    from genrl_gym.data.episodes import EpisodeStore
-    from genrl_gym.vlm.base import DEFAULT_WINDOW
-
     st = EpisodeStore(store)
     info = st.episode_info()
     out: dict[str, list[np.ndarray]] = {}
@@ -252,10 +244,6 @@ def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] |
 
     :return: ``(grounding, path written)``.
     """
-    from genrl_gym.envs.tasks import tasks_of
-    from genrl_gym.model_store import resolve_model, resolve_model_path
-    from genrl_gym.prompts import list_examples
-
     path, _ = resolve_model_path(model)
     mfwm = resolve_model(model)
     local = path.parent / "prompts"
@@ -283,7 +271,6 @@ def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] |
     written = grounding.save(target_dir / GROUNDING_FILE)
     record_in_model_json(target_dir / "model.json", grounding)
     mfwm.text_grounding = grounding
-    from genrl_gym.prompts import clear_cache
 
     clear_cache(mfwm)
     print(f"text grounding of {mfwm.domain} ({', '.join(grounding.behaviours)}) written to {written}", file=sys.stderr)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from genrl_gym.data import EpisodeStore, SequenceSampler
 from genrl_gym.models.aligner import Aligner
 from genrl_gym.models.connector import Connector
-from genrl_gym.models.mfwm import MFWM, _identity_str, _read_torch_file
+from genrl_gym.models.mfwm import MFWM, identity_str, read_torch_file
 from genrl_gym.models.presets import MFWMConfig, preset
 from genrl_gym.models.rssm import State
 from genrl_gym.models.world_model import WorldModel
@@ -392,7 +392,7 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if not path.is_file():
             return False
-        ck = _read_torch_file(path, "training", fix="delete it to restart training from step 0 (or pass resume=False / "
+        ck = read_torch_file(path, "training", fix="delete it to restart training from step 0 (or pass resume=False / "
                               "`genrl train-mfwm --no-resume`)")
         if not isinstance(ck, dict) or ck.get("format") != TRAIN_FORMAT:
             raise CheckpointError(f"{path}: not a genrl-gym training checkpoint; remove it or pick another out_dir")
@@ -431,8 +431,8 @@ def check_same_vlm(recorded: dict[str, Any] | None, current: dict[str, Any] | No
     than this run's (its store's embeddings). Identities compare in full (backend, model, weights, width): two VLMs of
     the same width are still different embedding spaces. Nothing is compared when either side records none."""
     if recorded is not None and current is not None and dict(recorded) != dict(current):
-        raise CheckpointError(f"{what} was trained with VLM {_identity_str(recorded)} but this run's store is embedded "
-                              f"with {_identity_str(current)}; embeddings of different VLMs are not interchangeable, "
+        raise CheckpointError(f"{what} was trained with VLM {identity_str(recorded)} but this run's store is embedded "
+                              f"with {identity_str(current)}; embeddings of different VLMs are not interchangeable, "
                               f"even of the same width: {fix}")
 
 

@@ -23,6 +23,8 @@ import torch
 
 from genrl_gym.utils import VLMError
 from genrl_gym.vlm.base import DEFAULT_WINDOW, VLM, VLMIdentity, as_video_batch
+from genrl_gym.vlm.open_clip_backend import OpenCLIPVLM
+from genrl_gym.vlm.video_only import VideoOnlyVLM
 
 __all__ = ["VLM", "VLMIdentity", "VLMError", "DEFAULT_WINDOW", "DEFAULT_VLM", "as_video_batch", "load_vlm",
            "register_backend", "backends"]
@@ -73,15 +75,11 @@ def _valid_forms() -> str:
 
 def _video_only_factory(model: str | None, weights: str | None, *, device: str | torch.device = "cpu",
                         **options: Any) -> VLM:
-    from genrl_gym.vlm.video_only import VideoOnlyVLM
-
     return VideoOnlyVLM.from_spec(model, weights, device=device, **options)
 
 
 def _open_clip_factory(model: str | None, weights: str | None, *, device: str | torch.device = "cpu",
                        **options: Any) -> VLM:
-    from genrl_gym.vlm.open_clip_backend import OpenCLIPVLM
-
     if not model or not weights:
         raise VLMError("an open_clip spec needs an architecture and weights: "
                        "'open_clip:<arch>:<pretrained tag or local file>', e.g. 'open_clip:ViT-B-32:laion2b_s34b_b79k' "
@@ -105,15 +103,13 @@ def _is_vlm(obj: object) -> bool:
 def load_vlm(spec: str | Mapping[str, Any] | VLM | None = None, *, device: str | torch.device = "cpu") -> VLM:
     """Build a VLM from a spec.
 
-    Args:
-        spec: ``"video-only"``, ``"open_clip:<arch>:<tag or path>"``, a dict ``{"backend": ..., "model": ...,
-            "weights": ..., **options}`` (options go to the backend, e.g. ``allow_download=True`` or ``batch_size``;
-            an ``embed_dim`` key is checked against the built model), an already built VLM (returned as is), or
-            None for :data:`DEFAULT_VLM`.
-        device: torch device the model runs on (outputs are always float32 CPU tensors).
+    :param spec: ``"video-only"``, ``"open_clip:<arch>:<tag or path>"``, a dict ``{"backend": ..., "model": ...,
+        "weights": ..., **options}`` (options go to the backend, e.g. ``allow_download=True`` or ``batch_size``;
+        an ``embed_dim`` key is checked against the built model), an already built VLM (returned as is), or
+        None for :data:`DEFAULT_VLM`.
+    :param device: torch device the model runs on (outputs are always float32 CPU tensors).
 
-    Raises:
-        VLMError: unknown backend or malformed spec (listing the valid forms), or the backend cannot load.
+    :raises VLMError: unknown backend or malformed spec (listing the valid forms), or the backend cannot load.
     """
     if spec is None:
         spec = DEFAULT_VLM

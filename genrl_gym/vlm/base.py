@@ -30,12 +30,11 @@ DEFAULT_WINDOW = 8
 class VLMIdentity:
     """What produced an embedding: two embeddings are comparable only if their identities are equal.
 
-    Attributes:
-        backend: registry name of the backend, e.g. ``"open_clip"`` or ``"video-only"``.
-        model: architecture / model name inside the backend, e.g. ``"ViT-B-32"`` or ``"pixel-motion-rp-512"``.
-        weights: which weights: a pretrained tag (``"laion2b_s34b_b79k"``), ``"sha256:<16 hex>"`` of a local weights file,
-            or, for the parameter-free video-only backend, its seed and the fingerprint of its projection matrix.
-        embed_dim: D, the embedding size.
+    :ivar backend: registry name of the backend, e.g. ``"open_clip"`` or ``"video-only"``.
+    :ivar model: architecture / model name inside the backend, e.g. ``"ViT-B-32"`` or ``"pixel-motion-rp-512"``.
+    :ivar weights: which weights: a pretrained tag (``"laion2b_s34b_b79k"``), ``"sha256:<16 hex>"`` of a local weights file,
+        or, for the parameter-free video-only backend, its seed and the fingerprint of its projection matrix.
+    :ivar embed_dim: D, the embedding size.
     """
 
     backend: str

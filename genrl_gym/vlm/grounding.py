@@ -25,6 +25,7 @@ model by :func:`genrl_gym.model_store.resolve_model`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 from genrl_gym.utils import PromptError, VLMError, atomic_write
+from genrl_gym.vlm.text_encoder import load_sentence_encoder
 
 __all__ = ["GROUNDING_FILE", "DEFAULT_THRESHOLD", "TextGrounding", "GroundedTextVLM", "captions", "Grounded"]
 
@@ -113,8 +115,6 @@ class TextGrounding:
 
     # ------------------------------------------------------------------------------------------------ text -> video space
     def _encoder(self) -> Any:
-        from genrl_gym.vlm.text_encoder import load_sentence_encoder
-
         enc = load_sentence_encoder()
         if enc.sha256 != self.encoder_sha256 or enc.name != self.encoder:
             raise VLMError(f"this text grounding was fitted with {self.encoder} (sha256 {self.encoder_sha256}) but the "
@@ -190,8 +190,6 @@ class TextGrounding:
     # ------------------------------------------------------------------------------------------------ save / load
     def fingerprint(self) -> str:
         """Short digest of the map and the rule (part of prompt-cache keys)."""
-        import hashlib
-
         h = hashlib.sha256(np.ascontiguousarray(self.coef, dtype=np.float32).tobytes())
         h.update(np.ascontiguousarray(self.task_embeddings, dtype=np.float32).tobytes())
         h.update(np.ascontiguousarray(self.caption_embeddings, dtype=np.float32).tobytes())

@@ -120,18 +120,15 @@ def resolve_pretrained(arch: str, tag: str, *, cache_dir: str | os.PathLike[str]
                        allow_download: bool = False) -> tuple[Path, dict[str, Any]]:
     """Find the local weights file of an open_clip pretrained tag without touching the network.
 
-    Args:
-        arch: open_clip architecture name (``"ViT-B-32"``).
-        tag: pretrained tag (``"laion2b_s34b_b79k"``).
-        cache_dir: hub cache to search (default: the Hugging Face hub cache).
-        allow_download: if the file is not cached, download it (into the hub cache, or open_clip's URL cache).
+    :param arch: open_clip architecture name (``"ViT-B-32"``).
+    :param tag: pretrained tag (``"laion2b_s34b_b79k"``).
+    :param cache_dir: hub cache to search (default: the Hugging Face hub cache).
+    :param allow_download: if the file is not cached, download it (into the hub cache, or open_clip's URL cache).
 
-    Returns:
-        (path of the weights file, the tag's open_clip config: hf_hub/url, mean, std, interpolation, quick_gelu, ...).
+    :return: (path of the weights file, the tag's open_clip config: hf_hub/url, mean, std, interpolation, quick_gelu, ...).
 
-    Raises:
-        VLMError: unknown tag for ``arch`` (listing the known ones), or not cached (naming what was looked for,
-            where, and how to provide it).
+    :raises VLMError: unknown tag for ``arch`` (listing the known ones), or not cached (naming what was looked for,
+        where, and how to provide it).
     """
     oc = _open_clip()
     cfg = oc.get_pretrained_cfg(arch, tag)
@@ -181,20 +178,18 @@ def resolve_pretrained(arch: str, tag: str, *, cache_dir: str | os.PathLike[str]
 class OpenCLIPVLM:
     """An open_clip model as a VLM: text tower for prompts, image tower mean-pooled over each window.
 
-    Args:
-        arch: open_clip architecture (``open_clip.list_models()``), e.g. ``"ViT-B-32"``.
-        weights: a pretrained tag present in the local cache, or a path to a weights file.
-        device: torch device ("cpu", "cuda", ...). Outputs are float32 CPU tensors.
-        batch_size: windows per image-tower call (each window is ``T`` images).
-        text_batch_size: texts per text-tower call.
-        precision: "auto" (bf16 autocast on CUDA if supported, else fp16 autocast; fp32 on CPU), "fp32", "bf16", "fp16".
-        allow_download: fetch a missing pretrained tag (needs internet); default False: local cache only.
-        cache_dir: hub cache to search/download into (default: the Hugging Face hub cache).
-        preprocess: overrides of the image preprocessing (``mean``, ``std``, ``interpolation``, ``resize_mode``), e.g.
-            for a local file whose training used other statistics than open_clip's default (OpenAI mean/std).
+    :param arch: open_clip architecture (``open_clip.list_models()``), e.g. ``"ViT-B-32"``.
+    :param weights: a pretrained tag present in the local cache, or a path to a weights file.
+    :param device: torch device ("cpu", "cuda", ...). Outputs are float32 CPU tensors.
+    :param batch_size: windows per image-tower call (each window is ``T`` images).
+    :param text_batch_size: texts per text-tower call.
+    :param precision: "auto" (bf16 autocast on CUDA if supported, else fp16 autocast; fp32 on CPU), "fp32", "bf16", "fp16".
+    :param allow_download: fetch a missing pretrained tag (needs internet); default False: local cache only.
+    :param cache_dir: hub cache to search/download into (default: the Hugging Face hub cache).
+    :param preprocess: overrides of the image preprocessing (``mean``, ``std``, ``interpolation``, ``resize_mode``), e.g.
+        for a local file whose training used other statistics than open_clip's default (OpenAI mean/std).
 
-    Raises:
-        VLMError: unknown architecture, unknown/uncached tag, missing, unreadable or mismatched weights file.
+    :raises VLMError: unknown architecture, unknown/uncached tag, missing, unreadable or mismatched weights file.
     """
 
     window: int = DEFAULT_WINDOW

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrl_gym.utils import VLMError
+from genrl_gym.utils import VLMError, genrl_home
 
 __all__ = ["ENCODER_NAME", "ENCODER_PACKAGE", "ENCODER_SHA256", "ENCODER_DIM", "SentenceEncoder",
            "load_sentence_encoder", "encoder_zip_path"]
@@ -73,8 +73,6 @@ def _sha256(path: Path) -> str:
 
 
 def _cache_dir() -> Path:
-    from genrl_gym.model_store import genrl_home  # one place for the home convention
-
     return genrl_home() / "encoders" / f"{ENCODER_NAME}-{ENCODER_SHA256[:12]}"
 
 

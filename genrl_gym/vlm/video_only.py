@@ -88,11 +88,10 @@ def _projection(seed: int, in_dim: int, out_dim: int) -> tuple[torch.Tensor, str
 class VideoOnlyVLM:
     """Deterministic video-only embedder (see the module docstring for the recipe). ``has_language`` is False.
 
-    Args:
-        seed: seed of the random projection (recorded in the identity).
-        embed_dim: D (512 by default, GenRL's embedding size).
-        device: torch device for the computation; outputs are float32 CPU tensors.
-        batch_size: windows per internal chunk (bounds memory: ~0.4 MB of float32 per window).
+    :param seed: seed of the random projection (recorded in the identity).
+    :param embed_dim: D (512 by default, GenRL's embedding size).
+    :param device: torch device for the computation; outputs are float32 CPU tensors.
+    :param batch_size: windows per internal chunk (bounds memory: ~0.4 MB of float32 per window).
     """
 
     window: int = DEFAULT_WINDOW

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from genrl_gym.wrappers import callbacks
+from genrl_gym.wrappers.embedding_reward import VecEmbeddingSimilarityReward
 from genrl_gym.wrappers.gym_reward import GenRLReward, GenRLVectorReward, LatentRewardScorer
+from genrl_gym.wrappers.vec_reward import VecGenRLReward
+from genrl_gym.wrappers.vec_select import VecSelectKey
 
 __all__ = [
     "GenRLLogCallback",
@@ -28,19 +32,11 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "VecGenRLReward":
-        from genrl_gym.wrappers.vec_reward import VecGenRLReward
-
         return VecGenRLReward
     if name == "VecSelectKey":
-        from genrl_gym.wrappers.vec_select import VecSelectKey
-
         return VecSelectKey
     if name == "VecEmbeddingSimilarityReward":
-        from genrl_gym.wrappers.embedding_reward import VecEmbeddingSimilarityReward
-
         return VecEmbeddingSimilarityReward
     if name in ("GenRLLogCallback", "WallClockBudget", "learn_for"):
-        from genrl_gym.wrappers import callbacks
-
         return getattr(callbacks, name)
     raise AttributeError(f"module 'genrl_gym.wrappers' has no attribute {name!r}")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from tqdm.auto import tqdm
 
 __all__ = ["GenRLLogCallback", "WallClockBudget", "learn_for", "BUDGET_TOTAL_TIMESTEPS"]
 
@@ -104,8 +105,6 @@ class WallClockBudget(BaseCallback):
         self.t0 = time.time()
         self._start_steps = self.num_timesteps
         if self.progress_bar:
-            from tqdm.auto import tqdm
-
             self.close_bar()
             # the text after the bar is ours (in tqdm's `unit` field): tqdm would time its own start and estimate the rest
             self.pbar = tqdm(total=self.seconds, desc="time budget", bar_format="{desc}: {percentage:3.0f}%|{bar}| {unit}")
@@ -122,8 +121,6 @@ class WallClockBudget(BaseCallback):
         return int(self.num_timesteps - self._start_steps)
 
     def _draw(self, elapsed: float) -> None:
-        from tqdm import tqdm
-
         self._last_draw = time.time()
         self.pbar.n = min(elapsed, self.seconds)
         rate = self.steps_done / elapsed if elapsed > 0 else 0.0

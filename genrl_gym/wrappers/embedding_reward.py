@@ -20,6 +20,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import Tensor
 
+from genrl_gym.prompts import embed_prompt_with
+from genrl_gym.utils import PromptError
+from genrl_gym.vlm import load_vlm
 from genrl_gym.wrappers.gym_reward import image_layout, task_rewards, to_hwc
 
 __all__ = ["VecEmbeddingSimilarityReward", "embedding_similarity"]
@@ -50,9 +53,6 @@ class VecEmbeddingSimilarityReward(VecEnvWrapper):
     def __init__(self, venv: VecEnv, vlm: Any = "video-only", prompt: str | os.PathLike[str] | np.ndarray | None = None,
                  *, window: int | None = None, obs_key: str = "image", domain: str = "walker") -> None:
         super().__init__(venv)
-        from genrl_gym.prompts import embed_prompt_with
-        from genrl_gym.utils import PromptError
-        from genrl_gym.vlm import load_vlm
 
         if prompt is None:
             raise PromptError("VecEmbeddingSimilarityReward needs a prompt: text (with a text-capable VLM), a video path "

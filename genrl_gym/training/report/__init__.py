@@ -28,11 +28,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from genrl_gym.data import EpisodeStore
+from genrl_gym.models import MFWM
 from genrl_gym.pictures import MAX_PNG_BYTES, image_grid, save_png, to_uint8
+from genrl_gym.prompts import decode_target, read_video, target_from_prompt
 from genrl_gym.reward import DEFAULT_HORIZON, DEFAULT_SCORE, posterior_modes
+from genrl_gym.training.export import read_json, vlm_summary, file_sha256, publish, read_run
 from genrl_gym.training.report.markdown import report_markdown, short_path
-from genrl_gym.training.report.numbers import (ReportNumbers, curve_summary, discrimination_matrix, random_episode_frames,
-                                               read_scalars)
+from genrl_gym.training.report.numbers import (
+    ReportNumbers,
+    curve_summary,
+    discrimination_matrix,
+    random_episode_frames,
+    read_scalars,
+)
 from genrl_gym.training.report.plots import plot_curves, plot_matrix
 from genrl_gym.utils import atomic_write
 
@@ -47,9 +56,6 @@ log = logging.getLogger(__name__)
 
 def _locate(run_or_model: Any, run_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
     """Model, TensorBoard folder, clips and held-out store of a pipeline run folder or an (exported) model."""
-    from genrl_gym.models import MFWM
-    from genrl_gym.training.export import _read_json, read_run
-
     found: dict[str, Any] = {"model": None, "model_path": None, "tb": None, "clips_dir": None, "clips": None,
                              "heldout": None, "run": None}
     if run_dir is not None:
@@ -77,7 +83,7 @@ def _locate(run_or_model: Any, run_dir: str | os.PathLike[str] | None) -> dict[s
     found["model_path"] = path
     prompts = model_dir / "prompts" / "clips.json"
     if prompts.is_file():  # an exported model's own clips win over the run's (they are what users get)
-        found.update(clips_dir=prompts.parent, clips=_read_json(prompts))
+        found.update(clips_dir=prompts.parent, clips=read_json(prompts))
     return found
 
 
@@ -108,11 +114,6 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
         ``clips``, ``files`` (PNG sizes).
     :raises FileNotFoundError: missing run/model/held-out store/clips (the message names the stage or flag to fix it).
     """
-    from genrl_gym.data import EpisodeStore
-    from genrl_gym.models import MFWM
-    from genrl_gym.prompts import decode_target, read_video, target_from_prompt
-    from genrl_gym.training.export import _vlm_summary, file_sha256, publish
-
     loc = _locate(run_dir_or_model, run_dir)
     model = loc["model"] or MFWM.load(loc["model_path"])
     model.eval()
@@ -197,7 +198,7 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
     meta = model.metadata
     summary = {"domain": model.domain, "preset": cfg.preset, "updates": meta.get("updates"),
                "frames": (meta.get("recipe") or {}).get("frames", meta.get("num_frames")),
-               "vlm": _vlm_summary(model._vlm), "render_settings": model.render_settings,
+               "vlm": vlm_summary(model._vlm), "render_settings": model.render_settings,
                "align": meta.get("align", meta.get("reward_align")),
                "model_file": short_path(loc["model_path"]) if loc["model_path"] else None,
                "model_sha256": file_sha256(loc["model_path"]) if loc["model_path"] else None,

@@ -35,7 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from genrl_gym.envs import make_pixel_env, render_env_kwargs
+from genrl_gym.prompts import target_from_prompt
 from genrl_gym.reward import DEFAULT_HISTORY, DEFAULT_SCORE, RewardSpec, episode_features, score_episode, target_horizon
 
 if TYPE_CHECKING:
@@ -78,8 +81,6 @@ def read_scalars(tb_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, 
     Several event files (a resumed run) are merged; for a step logged twice the last value wins.
     :raises FileNotFoundError: no such folder or no event file in it.
     """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     tb = Path(tb_dir)
     if not tb.is_dir() or not any(tb.glob("events.out.tfevents.*")):
         raise FileNotFoundError(f"{tb}: no TensorBoard event files (the trainer writes them to <run>/mfwm/tb)")
@@ -110,8 +111,6 @@ def random_episode_frames(model: MFWM, task: str, episodes: int, *, episode_fram
                           first_seed: int = 10_000) -> list[np.ndarray]:
     """Frames ``uint8 [T, S, S, 3]`` of ``episodes`` episodes of uniform random actions, rendered with the model's
     settings (the task only picks the env; its reward is not used)."""
-    from genrl_gym.envs import make_pixel_env, render_env_kwargs
-
     settings = render_env_kwargs(model.render_settings)
     out = []
     for i in range(episodes):
@@ -160,8 +159,6 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
         ``row_check`` ``{a: bool}`` (diagonal > every other entry of its row), ``column_check`` ``{b: bool}`` (diagonal >
         every other entry of its column), ``row_margin`` ``{a: diagonal - max off-diagonal}``, ``all_rows_pass``.
     """
-    from genrl_gym.prompts import target_from_prompt
-
     info = store.episode_info()
     by_task: dict[str, list[Path]] = {t: [] for t in tasks}
     for path in store.paths():

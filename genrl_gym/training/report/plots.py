@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from genrl_gym.pictures import figure_png, smooth
 
@@ -23,8 +25,6 @@ _CURVES = (  # (title, [(tag, label)], log-scale y)
 def plot_curves(scalars: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> int:
     """``curves.png``: the trainer's loss curves (faint: logged values; bold: :func:`~genrl_gym.pictures.smooth`).
     Returns the PNG's bytes."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(10, 6), dpi=80)
     axes = fig.subplots(2, 2).ravel()
     for ax, (title, series, logy) in zip(axes, _CURVES):
@@ -54,9 +54,6 @@ def plot_curves(scalars: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -
 def plot_matrix(matrix: np.ndarray, tasks: list[str], path: Path, title: str) -> int:
     """``discrimination.png``: heatmap of the prompt discrimination matrix ``[n, n]``, diagonal outlined. Returns the
     PNG's bytes."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
     n = len(tasks)
     fig = Figure(figsize=(1.3 * n + 2.6, 1.1 * n + 1.6), dpi=90)
     ax = fig.subplots()
