@@ -116,7 +116,7 @@ def check_store(root: Path, embeddings: bool) -> list[str]:
 def check_checkpoints(out: Path, last_step: dict[str, int]) -> list[str]:
     """Checkpoints and models present load; checkpoint steps never go back (``last_step`` is updated)."""
     from genrl_gym.models import MFWM
-    from genrl_gym.models.mfwm import _read_torch_file
+    from genrl_gym.models.mfwm import read_torch_file
     from genrl_gym.utils import GenRLError
 
     problems = []
@@ -128,7 +128,7 @@ def check_checkpoints(out: Path, last_step: dict[str, int]) -> list[str]:
             continue
         try:
             if name == "checkpoint.pt":
-                step = int(_read_torch_file(p, "training")["step"])
+                step = int(read_torch_file(p, "training")["step"])
             elif name == "mfwm.pt":
                 MFWM.load(p)
                 step = 0
@@ -173,9 +173,9 @@ def _check_final(command: str, out: Path, spec: dict[str, Any]) -> list[str]:
                 problems.append(f"{out}: episodes without embeddings after embed finished: {missing}")
     elif command == "train-mfwm":
         from genrl_gym.models import MFWM
-        from genrl_gym.models.mfwm import _read_torch_file
+        from genrl_gym.models.mfwm import read_torch_file
 
-        step = int(_read_torch_file(out / "checkpoint.pt", "training")["step"])
+        step = int(read_torch_file(out / "checkpoint.pt", "training")["step"])
         if step != spec["steps"]:
             problems.append(f"{out}/checkpoint.pt: step {step}, expected {spec['steps']}")
         MFWM.load(out / "mfwm.pt")

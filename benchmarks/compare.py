@@ -1,4 +1,4 @@
-"""Comparison benchmark: GenRLAgent vs SB3 on three rewards vs random, each for the same wall-time budget.
+r"""Comparison benchmark: GenRLAgent vs SB3 on three rewards vs random, each for the same wall-time budget.
 
 For every task, training seed and method, a fresh learner trains for ``--seconds`` of wall time from the task's shipped
 video prompt (``genrl_gym.prompts.example``), then is evaluated on the task's TRUE reward (1000-frame episodes, the same

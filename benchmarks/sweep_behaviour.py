@@ -1,4 +1,4 @@
-"""Study of GenRLAgent's behaviour-learner settings on a shipped model: which levers make a prompt yield the behaviour.
+r"""Study of GenRLAgent's behaviour-learner settings on a shipped model: which levers make a prompt yield the behaviour.
 
 Each job trains a data-free GenRLAgent from a task's shipped clip with one *variant* (``name=JSON`` overrides of
 :class:`genrl_gym.agents.actor_critic.ActorCriticConfig`) for a budget of **CPU seconds** of its own process (one torch

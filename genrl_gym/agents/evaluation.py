@@ -66,7 +66,6 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
         step of each episode, with ``reward_prompt``)}``. Normalised scores are given only for ``episode_frames == 1000``
         (the table's constants are 1000-frame returns) and tasks that have constants.
     """
-
     spec = get_task(domain, task)
     seeds = list(range(n_episodes)) if seeds is None else [int(s) for s in seeds]
     if not seeds:
