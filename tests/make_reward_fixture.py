@@ -77,15 +77,28 @@ def sha256_f32(values: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(values, dtype="<f4").tobytes()).hexdigest()
 
 
+#: Instruction-set extensions that change which float kernels torch and oneDNN run (and so the rounding).
+KERNEL_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16")
+
+
 def cpu_name() -> str:
-    """The CPU model name (``/proc/cpuinfo``), else ``platform.processor()``."""
+    """The CPU model name and its kernel-relevant instruction sets (``/proc/cpuinfo``), else ``platform.processor()``.
+
+    Virtual machines often report a bare family name (e.g. "AMD EPYC"), so the flags tell generations apart.
+    """
+    name, flags = "", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith("model name") and not name:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1]
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    if not name:
+        return platform.processor() or "unknown"
+    have = set(flags.split())
+    return f"{name} [{' '.join(f for f in KERNEL_FLAGS if f in have)}]"
 
 
 def wrapper_rewards(case: dict[str, Any]) -> np.ndarray:
