@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import os
 import shlex
 import shutil
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from genrl_gym.utils import file_sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,12 +73,7 @@ class Tally:
         return self.random_kills + self.injected_kills
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256 = file_sha256
 
 
 def snapshot(folders: list[Path]) -> dict[Path, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import os
 import random
 import secrets
@@ -31,6 +32,15 @@ def env_id(domain: str) -> str:
     importing the env stack (dm_control, mujoco).
     """
     return f"GenRL/{domain.capitalize()}-v0"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def genrl_home() -> Path:

@@ -19,7 +19,6 @@ replaces anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ import torch
 from genrl_gym.model_store import PRETRAINED_DIR
 from genrl_gym.models import MFWM
 from genrl_gym.reward import ALIGNS
-from genrl_gym.utils import CheckpointError, atomic_write
+from genrl_gym.utils import CheckpointError, atomic_write, file_sha256
 
 __all__ = ["export_model", "DEFAULT_MAX_MB", "file_sha256", "read_run", "publish", "RunFiles"]
 
@@ -100,15 +99,6 @@ def read_run(run_dir: str | os.PathLike[str], *, need_clips: bool = False) -> Ru
                 raise FileNotFoundError(f"{clips_json} lists task {task!r} but {run / 'clips' / (task + '.gif')} is missing; "
                                         f"delete clips.json and run `genrl pipeline --out {run} --until clips` again")
     return files
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def publish(*paths: Path) -> None:

@@ -20,7 +20,6 @@ approximation of a video embedding: it sees poses, not the order of frames.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrl_gym.utils import VLMError
+from genrl_gym.utils import VLMError, file_sha256
 from genrl_gym.vlm.base import DEFAULT_WINDOW, VLMIdentity, as_video_batch
 
 __all__ = ["OpenCLIPVLM", "resolve_pretrained", "file_fingerprint", "hub_cache_dir"]
@@ -96,11 +95,7 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns)
     if key not in _FINGERPRINTS:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _FINGERPRINTS[key] = "sha256:" + h.hexdigest()[:16]
+        _FINGERPRINTS[key] = "sha256:" + file_sha256(p)[:16]
     return _FINGERPRINTS[key]
 
 

