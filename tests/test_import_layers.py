@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 #: Imports allowed inside functions: optional extras, the sentence encoder (a second of import time, loaded when text
 #: is first embedded), the render guard, and the registration, which ``import genrl_gym`` runs and must stay cheap.
-LAZY_MODULES = ("open_clip", "huggingface_hub", "gymnasium_robotics", "sentence_transformers", "torch._dynamo",
+LAZY_MODULES = ("open_clip", "huggingface_hub", "gymnasium_robotics", "sentence_transformers", "transformers", "torch._dynamo",
                 "importlib")
 LAZY_IMPORTERS = ("genrl_gym.registration",)
 

@@ -135,8 +135,15 @@ class SentenceEncoder:
         self.sha256 = actual
         with _offline():
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
-            self._model = SentenceTransformer(str(self.directory), device="cpu", local_files_only=True)
+            bars = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # a "Loading weights" bar on every env made with a text prompt is noise
+            try:
+                self._model = SentenceTransformer(str(self.directory), device="cpu", local_files_only=True)
+            finally:
+                if bars:
+                    hf_logging.enable_progress_bar()
         self._model.eval()
 
     def __repr__(self) -> str:
