@@ -1,4 +1,4 @@
-"""GenRL's trajectory-matching reward (METHOD.md section 7): one engine for the envs, the agent, the report and the tests.
+"""GenRL's trajectory-matching reward (GenRL paper): one engine for the envs, the agent, the report and the tests.
 
 - :mod:`genrl_gym.reward.core`: the pure tensor functions (:func:`score`, :func:`kl_score`, :func:`trajectory_match`,
   :func:`phase_offsets`, :func:`target_horizon`...) and the reward's constants (:data:`ALIGN_WINDOW`,

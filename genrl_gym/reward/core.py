@@ -1,4 +1,4 @@
-"""GenRL's trajectory-matching reward as pure tensor functions (METHOD.md §7), and the reward's constants.
+"""GenRL's trajectory-matching reward as pure tensor functions (GenRL paper), and the reward's constants.
 
 One implementation, used by the Gymnasium/SB3 wrappers (on posterior latents of real observations) and
 by :class:`genrl_gym.agents.GenRLAgent` (on imagined latents), so that both optimise the same number.

@@ -36,7 +36,7 @@ __all__ = ["RewardSpec", "reward_spec", "build_target", "aligned_target", "targe
 
 @dataclasses.dataclass(frozen=True)
 class RewardSpec:
-    """Every option of a GenRL trajectory-matching reward (METHOD.md section 7), with its default.
+    """Every option of a GenRL trajectory-matching reward (GenRL paper), with its default.
 
     :param model: the world model: an MFWM, a checkpoint path or a model name
         (:func:`genrl_gym.model_store.resolve_model`); it must belong to the env's domain. None: the caller's default

@@ -2,7 +2,7 @@
 
 Each step, the last ``window`` frames of every env (8 by default, the VLM's window) are embedded by the VLM and the
 reward is the cosine between that embedding and the prompt's (text or video, embedded by the same VLM). No world model
-is involved: this is what GenRL compares against (METHOD.md, reference: "model-free VLM-reward baselines").
+is involved: this is what GenRL compares against (the GenRL paper's model-free VLM-reward baselines).
 
 At an episode start the window is padded by repeating the first frame, so the first rewards already compare a full
 window. With SB3's auto-reset, the reward of a finishing step is computed on the episode's last frame (from

@@ -1,4 +1,4 @@
-"""GenRL's trajectory-matching reward on real observations, as Gymnasium wrappers (METHOD.md section 7).
+"""GenRL's trajectory-matching reward on real observations, as Gymnasium wrappers (GenRL paper).
 
 The reward engine is :mod:`genrl_gym.reward`; the wrappers here adapt it to environments:
 
