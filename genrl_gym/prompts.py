@@ -7,7 +7,7 @@
 * video (a file path: mp4/gif/webm/..., or a uint8 array ``[T, H, W, 3]``): frames resized to the model's image size, then,
   as the reference's video prompts, a temporal stride ``k = max(T // 128, 1)`` and the **first 8 frames** after striding
   give one VLM embedding for the whole clip (so a 30 fps clip contributes its first ~0.27 s x k of motion). Video
-  embeddings skip the aligner by default (GenRL paper: the aligner closes the text-video gap; ``align=True`` to use it as the reference's code does).
+  embeddings skip the aligner by default (it maps text towards video; ``align=True`` applies it, as the reference code does).
 * image (a file path: png/jpg/jpeg/bmp/webp, or a uint8 array ``[H, W, 3]``, ``[H, W, 4]`` or grey ``[H, W]``): the
   frame repeated over one VLM window of 8 frames, then embedded as a video (a still pose; no aligner by default); the
   target's ``kind`` is ``"image"``. A 3-d array whose layout cannot be told apart (e.g. ``[3, 64, 64]``, channel-first,
