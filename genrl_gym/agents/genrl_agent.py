@@ -202,7 +202,7 @@ class GenRLAgent(BaseAlgorithm):
     :param env: optional env (spaces are checked against the model) for callbacks that need one.
     """
 
-    policy_aliases: ClassVar[dict[str, type]] = {"GenRLPolicy": GenRLPolicy}  # type: ignore[dict-item]
+    policy_aliases: ClassVar[dict[str, type]] = {"GenRLPolicy": GenRLPolicy}
     #: what one timestep is, for progress displays (:class:`~genrl_gym.wrappers.WallClockBudget`)
     progress_unit: ClassVar[str] = "updates"
     policy: GenRLPolicy  # type: ignore[assignment]
