@@ -1,6 +1,6 @@
 # Two commands for a fresh Debian machine with Python 3.11:
 #   make demo   set up .venv (and Mesa's EGL when missing), then run the main job
-#   make test   same set-up, then the test suite
+#   make test   same set-up, then the type check (mypy) and the test suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -12,7 +12,7 @@ DOMAIN ?= walker
 TASK   ?= stand
 OUT    ?= runs/demo
 
-.PHONY: setup test test-fast demo bench clean system-deps
+.PHONY: setup test test-fast lint demo bench clean system-deps
 
 setup: system-deps $(STAMP)
 
@@ -32,11 +32,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# mypy reads its settings (files, per-module options) from [tool.mypy] in pyproject.toml
 test: setup
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+lint: setup
+	$(PY) -m ruff check genrl_gym tests benchmarks
+	$(PY) -m mypy
 
 demo: setup
 	$(VENV)/bin/genrl demo --domain $(DOMAIN) --task $(TASK) --out $(OUT)
@@ -47,4 +54,4 @@ bench: setup
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -172,7 +172,7 @@ def _fields(cls: type, prefix: str, exclude: Iterable[str]) -> list[tuple[str, d
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            out.extend(_fields(tp, path + ".", excluded))
+            out.extend(_fields(typing.cast(type, tp), path + ".", excluded))
         else:
             out.append((path, f, tp))
     return out
@@ -260,7 +260,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, prefi
         action = parser.add_argument(*names, *(aliases or {}).get(path, ()), **kw)
         for old in (deprecated or {}).get(path, ()):
             parser.add_argument(old, action=DeprecatedAlias, new=names[0], dest=action.dest, help=argparse.SUPPRESS,
-                                type=action.type, choices=action.choices, nargs=action.nargs, metavar=action.metavar,
+                                type=action.type,  # type: ignore[arg-type]  # typeshed: None is argparse's own default
+                                choices=action.choices, nargs=action.nargs, metavar=action.metavar,
                                 default=argparse.SUPPRESS)
 
 
@@ -295,7 +296,7 @@ def dataclass_from_args(cls: type, ns: argparse.Namespace, *, prefix: str = "", 
         if f.name in fixed:
             kwargs[f.name] = fixed[f.name]
         elif dataclasses.is_dataclass(tp):
-            kwargs[f.name] = dataclass_from_args(tp, ns, prefix=path + ".")
+            kwargs[f.name] = dataclass_from_args(typing.cast(type, tp), ns, prefix=path + ".")
         elif path in values:
             value, origin = values[path], typing.get_origin(tp)
             if value is not None and origin is dict:

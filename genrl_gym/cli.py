@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import gymnasium as gym
 import numpy as np
@@ -35,6 +35,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from genrl_gym import prompts
 from genrl_gym._argparse_dataclass import add_dataclass_arguments, dataclass_from_args, plain_text
 from genrl_gym.agents import GenRLAgent, evaluate_task_return
+from genrl_gym.agents.actor_critic import AgentPresetName
 from genrl_gym.data import EpisodeStore, SB3Policy, collect
 from genrl_gym.demo import DemoConfig, run_demo
 from genrl_gym.envs import env_id, get_task, make_pixel_env
@@ -213,7 +214,7 @@ class TrainAgentArgs:
     """Run folder: agent.zip, checkpoint.zip, config.json, tb/."""
     steps: int = field(default=5000, metadata=_POSITIVE)
     """Behaviour updates."""
-    preset: str = field(default="small", metadata={"choices": "genrl_gym.agents.actor_critic:AGENT_PRESETS"})
+    preset: AgentPresetName = field(default="small", metadata={"choices": "genrl_gym.agents.actor_critic:AGENT_PRESETS"})
     """GenRLAgent size preset (:data:`genrl_gym.agents.AGENT_PRESETS`)."""
     start: Literal["data_free", "offline"] = "data_free"
     """Imagination start states: ``data_free`` (no dataset) or ``offline`` (posteriors of ``data``)."""
@@ -616,8 +617,10 @@ def _genrl_score(policy: Any, domain: str, task: str, prompt: str, model: str | 
     if not hasattr(policy, "predict"):
         raise ValueError("the GenRL score needs a policy with predict() (a GenRLAgent or SB3 model)")
     env.reset(seed=seeds[0])
-    rewards, lengths = evaluate_policy(policy, env, n_eval_episodes=len(seeds), deterministic=True,
-                                       return_episode_rewards=True)
+    # return_episode_rewards=True: per-episode returns and lengths (SB3 types the return as a union of both forms)
+    rewards, lengths = cast(tuple[list[float], list[int]],
+                            evaluate_policy(policy, env, n_eval_episodes=len(seeds), deterministic=True,
+                                            return_episode_rewards=True))
     env.close()
     return float(sum(rewards) / max(sum(lengths), 1))
 

@@ -27,6 +27,7 @@ import numpy as np
 from stable_baselines3 import SAC
 
 from genrl_gym.agents import GenRLAgent, evaluate_task_return
+from genrl_gym.agents.actor_critic import AgentPresetName
 from genrl_gym.data import EpisodeStore, collect
 from genrl_gym.envs import env_id, get_task
 from genrl_gym.pictures import new_figure, save_figure
@@ -62,7 +63,8 @@ class DemoConfig:
     """Evaluation seeds (one episode each) of every policy."""
     episode_frames: int = field(default=1000, metadata={"positive": True})
     """Physics frames per evaluation episode (1000: the paper's)."""
-    agent_preset: str = field(default="small", metadata={"choices": "genrl_gym.agents.actor_critic:AGENT_PRESETS"})
+    agent_preset: AgentPresetName = field(default="small",
+                                          metadata={"choices": "genrl_gym.agents.actor_critic:AGENT_PRESETS"})
     """GenRLAgent size preset (:data:`genrl_gym.agents.AGENT_PRESETS`)."""
     seed: int = 0
     """Seed of the agents' training."""
@@ -178,6 +180,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     }
     tail = [v for _, _, v in agent_cb.curve[-max(1, len(agent_cb.curve) // 10):]]
     imagined = float(np.mean(tail)) if tail else None
+    results: dict[str, Any]
     results = {"domain": cfg.domain, "task": cfg.task, "prompt": str(prompt), "prompt_reason": why,
                "model_source": source, "model": model_info, "seeds": seeds,
                "random_score": spec.random_score, "expert_score": spec.expert_score,

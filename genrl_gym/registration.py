@@ -91,8 +91,9 @@ def default_prompt(domain: str, task: str, env_id: str | None = None) -> Any:
     """The shipped example clip of ``domain``/``task`` (``genrl_gym.prompts.example``); else a PromptError saying to pass
     one."""
     what = env_id or _env_id(domain)
+    example: Callable[[str, str], os.PathLike[str]] | None
     try:
-        from genrl_gym.prompts import example  # type: ignore[attr-defined]
+        from genrl_gym.prompts import example
     except ImportError:
         example = None
     if example is None:

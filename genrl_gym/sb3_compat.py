@@ -24,6 +24,7 @@ import os
 import time
 import zipfile
 from collections import deque
+from pathlib import Path
 from typing import IO, Any
 
 import stable_baselines3
@@ -153,7 +154,7 @@ def restore_counters(algo: BaseAlgorithm, data: dict[str, Any]) -> None:
     :param data: the plain JSON fields of its zip's ``data`` entry.
     """
     algo.num_timesteps = int(data.get("num_timesteps", 0))
-    algo._n_updates = int(data.get("_n_updates", 0))  # type: ignore[attr-defined]
+    algo._n_updates = int(data.get("_n_updates", 0))
     algo._episode_num = int(data.get("_episode_num", 0))
 
 
@@ -216,6 +217,6 @@ def load_zip(path: str | os.PathLike[str], *, device: Any = "auto", custom_objec
     :param print_system_info: print the system info recorded at save time next to the current one.
     :param load_data: also parse the ``data`` entry (``None`` in the result otherwise).
     """
-    data, params, variables = load_from_zip_file(path, load_data=load_data, custom_objects=custom_objects,
-                                                 device=device, print_system_info=print_system_info)
+    data, params, variables = load_from_zip_file(Path(path), load_data=load_data, custom_objects=custom_objects,
+                                                       device=device, print_system_info=print_system_info)
     return data, params or {}, variables or {}

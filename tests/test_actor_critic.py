@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import typing
 
 import pytest
 import torch
 
 import genrl_gym  # noqa: F401  (render/torch guard)
-from genrl_gym.agents.actor_critic import (Actor, ActorCriticConfig, Critic, actor_loss, agent_preset, critic_loss,
-                                           hard_update, lambda_returns, return_offset_scale, step_weights, symexp, symlog,
-                                           twohot, twohot_bins, twohot_log_prob, twohot_mean, update_return_ema)
+from genrl_gym.agents.actor_critic import (AGENT_PRESETS, Actor, ActorCriticConfig, AgentPresetName, Critic, actor_loss,
+                                           agent_preset, critic_loss, hard_update, lambda_returns, return_offset_scale,
+                                           step_weights, symexp, symlog, twohot, twohot_bins, twohot_log_prob,
+                                           twohot_mean, update_return_ema)
 
 
 def _t(x: list) -> torch.Tensor:
@@ -229,3 +231,8 @@ def test_presets_and_config_roundtrip() -> None:
         agent_preset("tiny", hoizon=3)
     with pytest.raises(ValueError, match="horizon"):
         agent_preset("tiny", horizon=1)
+
+
+def test_preset_name_type_lists_the_presets() -> None:
+    # the Literal type checkers see (GenRLAgent(preset=...), the CLI configs) names exactly the table's presets
+    assert typing.get_args(AgentPresetName) == tuple(AGENT_PRESETS)

@@ -25,7 +25,7 @@ can change: it only enters the critic's target, and the actor maximises ``R_1 ..
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
 __all__ = [
-    "ActorCriticConfig", "AGENT_PRESETS", "agent_preset",
+    "ActorCriticConfig", "AGENT_PRESETS", "AgentPresetName", "agent_preset",
     "symlog", "symexp", "twohot", "twohot_bins", "twohot_log_prob", "twohot_mean",
     "lambda_returns", "step_weights", "update_return_ema", "return_offset_scale", "actor_loss", "critic_loss",
     "mlp", "Actor", "Critic", "hard_update",
@@ -142,6 +142,8 @@ AGENT_PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(layers=3, units=256, learning_rate=3e-4, batch_size=256, seq_len=16, clip_actions=True),
     "paper": dict(),
 }
+#: the names of :data:`AGENT_PRESETS`, for type checkers (the command line reads its choices from the table itself)
+AgentPresetName = Literal["tiny", "small", "paper"]
 
 
 def agent_preset(name: str = "small", **overrides: Any) -> ActorCriticConfig:

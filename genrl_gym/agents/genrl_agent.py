@@ -44,6 +44,7 @@ from genrl_gym import sb3_compat
 from genrl_gym.agents.actor_critic import (
     Actor,
     ActorCriticConfig,
+    AgentPresetName,
     Critic,
     actor_loss,
     agent_preset,
@@ -202,10 +203,11 @@ class GenRLAgent(BaseAlgorithm):
     :param env: optional env (spaces are checked against the model) for callbacks that need one.
     """
 
-    policy_aliases: ClassVar[dict[str, type]] = {"GenRLPolicy": GenRLPolicy}  # type: ignore[dict-item]
+    policy_aliases: ClassVar[dict[str, type]] = {"GenRLPolicy": GenRLPolicy}
     #: what one timestep is, for progress displays (:class:`~genrl_gym.wrappers.WallClockBudget`)
     progress_unit: ClassVar[str] = "updates"
     policy: GenRLPolicy  # type: ignore[assignment]
+    action_space: spaces.Box  # supported_action_spaces=(spaces.Box,)
     world_model: MFWM
     config: ActorCriticConfig
 
@@ -215,7 +217,7 @@ class GenRLAgent(BaseAlgorithm):
         prompt: Any,
         *,
         vlm: Any = None,
-        preset: Literal["tiny", "small", "paper"] = "small",
+        preset: AgentPresetName = "small",
         start: Literal["data_free", "offline"] = "data_free",
         store: Any = None,
         horizon: int | None = None,
@@ -237,7 +239,8 @@ class GenRLAgent(BaseAlgorithm):
         if learning_rate is not None and not callable(learning_rate):
             explicit["learning_rate"] = float(learning_rate)
         cfg = agent_preset(preset, **{**(overrides or {}), **explicit})
-        super().__init__(policy=GenRLPolicy, env=env, learning_rate=learning_rate if callable(learning_rate) else
+        super().__init__(policy=GenRLPolicy,  # type: ignore[arg-type]  # not a BasePolicy (see GenRLPolicy); SB3 only stores it
+                         env=env, learning_rate=learning_rate if callable(learning_rate) else
                          cfg.learning_rate, tensorboard_log=tensorboard_log, verbose=verbose, device=device,
                          support_multi_env=True, monitor_wrapper=True, seed=seed, supported_action_spaces=(spaces.Box,))
         if self.env is None:
@@ -316,6 +319,7 @@ class GenRLAgent(BaseAlgorithm):
         ob = env.observation_space
         img = ob.spaces.get("image") if isinstance(ob, spaces.Dict) else ob
         want = obs_space["image"].shape
+        assert want is not None  # a Box, built by the caller
         if not isinstance(img, spaces.Box) or tuple(img.shape) not in (want, (3, want[0], want[1])):
             raise ValueError(f"env observations must hold 'image' frames of shape {want} (the world model's), got {ob}")
         if not isinstance(env.action_space, spaces.Box) or env.action_space.shape != act_space.shape:
@@ -513,7 +517,7 @@ class GenRLAgent(BaseAlgorithm):
         self.critic_optimizer.zero_grad(set_to_none=True)
         (a_loss + c_loss).backward()  # disjoint parameters: the sum gives each network exactly its own gradient
         for opt, net in ((self.actor_optimizer, pol.actor), (self.critic_optimizer, pol.critic)):
-            params = [p for p in net.parameters() if p.grad is not None]
+            params: list[Tensor] = [p for p in net.parameters() if p.grad is not None]
             nn.utils.clip_grad_norm_(params, cfg.clip)
             opt.step()
             if cfg.weight_decay:
@@ -572,7 +576,7 @@ class GenRLAgent(BaseAlgorithm):
         total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name,
                                                       progress_bar)
         callback.on_training_start(locals(), globals())
-        optimizers = [self.actor_optimizer, self.critic_optimizer]
+        optimizers: list[torch.optim.Optimizer] = [self.actor_optimizer, self.critic_optimizer]
         while self.num_timesteps < total_timesteps:
             callback.on_rollout_start()
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)

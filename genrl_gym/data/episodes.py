@@ -522,7 +522,7 @@ class EpisodeStore:
             self._write_metadata(meta)
             try:
                 with atomic_write(path, "wb") as f:
-                    np.savez(f, **arrays)  # uncompressed: lets readers memory-map members (see module docstring)
+                    np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds clash with allow_pickle; uncompressed: lets readers memory-map members (see module docstring)
             except BaseException:
                 self._write_metadata(before)  # an error (not a kill): leave store.json as it was
                 raise

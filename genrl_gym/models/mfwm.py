@@ -14,7 +14,7 @@ import os
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from genrl_gym.models.rssm import State
 from genrl_gym.models.world_model import WorldModel
 from genrl_gym.utils import CheckpointError, atomic_write
 from genrl_gym.vlm import VLMIdentity
+
+if TYPE_CHECKING:
+    from genrl_gym.vlm.grounding import TextGrounding
 
 __all__ = ["MFWM", "FORMAT_TAG", "FORMAT_VERSION", "CheckpointNotFoundError", "identity_dict"]
 
@@ -88,6 +91,9 @@ class MFWM(nn.Module):
     dict), ``render_settings``, ``metadata``; submodules ``world_model``, ``connector``, ``aligner``.
     Images are uint8 ``[..., 64, 64, 3]``; stoch ``S*C``; deter ``Dd``; reward features ``F = 32 * cnn_depth``.
     """
+
+    # set by genrl_gym.model_store (loading) and genrl_gym.training.grounding (fitting); unset on a bare MFWM
+    text_grounding: TextGrounding | None
 
     def __init__(self, config: MFWMConfig, *, domain: str = "unknown", vlm_identity: Any = None,
                  render_settings: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> None:

@@ -34,7 +34,7 @@ covers a whole stride (``benchmarks/results/walker_phase/``). With ``Tt == T`` i
 from __future__ import annotations
 
 import math
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 import torch
 from torch import Tensor
@@ -177,7 +177,7 @@ def phase_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = DEFAULT
     if kind in FEATURE_SCORES:
         pair = pairwise_scores(features, target, kind)  # [T, Tt, B]
         w = min(window, t)
-        heads = sum(pair[i:i + n_k, i:i + n_j] for i in range(w)) / w  # [n_k, n_j, B]
+        heads = cast(Tensor, sum(pair[i:i + n_k, i:i + n_j] for i in range(w))) / w  # [n_k, n_j, B]
         best = heads.transpose(0, 1).flatten(0, 1).argmax(0)  # index j * n_k + k
         return best % n_k, best // n_k
     means = []

@@ -193,7 +193,7 @@ class LatentRewardScorer:
             post, stoch, logits = posterior_step(self.model, prev, torch.as_tensor(actions, device=dev), frames,
                                                  torch.as_tensor(first, device=dev))
             if self.state is not None:
-                self.state = post if full else _scatter_state(self.state, t_idx, post)
+                self.state = post if t_idx is None else _scatter_state(self.state, t_idx, post)  # t_idx None <=> full
             feats = self.model.reward_features(stoch).float()  # [n, F]
             if full:
                 self.window = torch.cat([self.window[1:], feats[None]], 0)

@@ -26,6 +26,7 @@ import pickle
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -87,10 +88,10 @@ def _algo_class(algo: str) -> Any:
     return {"ppo": sb3.PPO, "sac": sb3.SAC}[algo]
 
 
-class _ProprioObservation(gym.ObservationWrapper):  # type: ignore[type-arg]
+class _ProprioObservation(gym.ObservationWrapper):
     """Expose ``obs["proprio"]`` of a genrl_gym env as a flat Box observation (what SB3's MlpPolicy reads)."""
 
-    def __init__(self, env: gym.Env) -> None:  # type: ignore[type-arg]
+    def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.observation_space = env.observation_space["proprio"]  # type: ignore[index]
 
@@ -98,7 +99,7 @@ class _ProprioObservation(gym.ObservationWrapper):  # type: ignore[type-arg]
         return observation["proprio"]
 
 
-def make_proprio_env(domain: str, task: str, *, episode_frames: int = 1000, seed: int | None = None) -> gym.Env:  # type: ignore[type-arg]
+def make_proprio_env(domain: str, task: str, *, episode_frames: int = 1000, seed: int | None = None) -> gym.Env:
     """A render-free env of ``domain``/``task`` whose observation is the flat proprioception (float32 ``[P]``).
 
     Same physics, action repeat and reward as :func:`genrl_gym.envs.make_pixel_env`, so a policy trained here acts
@@ -277,7 +278,7 @@ def _rms_from_json(d: dict[str, Any]) -> Any:
 
 
 def _stats_json(venv_or_stats: Any, algo: str) -> dict[str, Any]:
-    get = (venv_or_stats.get if isinstance(venv_or_stats, dict) else lambda k: getattr(venv_or_stats, k))
+    get: Callable[[str], Any] = (venv_or_stats.get if isinstance(venv_or_stats, dict) else lambda k: getattr(venv_or_stats, k))
     return {"format": STATS_FORMAT, "version": STATS_VERSION, "algo": algo, "clip_obs": float(get("clip_obs")),
             "epsilon": float(get("epsilon")), "obs_rms": _rms_to_json(get("obs_rms")),
             "ret_rms": _rms_to_json(get("ret_rms"))}

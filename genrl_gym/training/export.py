@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_MB = 25.0
 
 
-class RunFiles(dict):  # type: ignore[type-arg]
+class RunFiles(dict):
     """Paths and parsed JSON of a pipeline run folder (see :func:`read_run`); a plain dict with attribute docs.
 
     Keys: ``run`` (Path), ``model`` (``mfwm/mfwm.pt``), ``tb`` (``mfwm/tb`` or None), ``clips_dir`` (``clips`` or None),

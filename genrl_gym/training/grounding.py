@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -46,7 +46,7 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_RIDGE", "DEFAULT_SEEDS", "DEFAULT_TARGET_H
 #: Ridge penalty of the ridge map (sentence embeddings are unit-norm).
 DEFAULT_RIDGE = 0.1
 #: Default map: Nadaraya-Watson kernel regression over the fitting captions (see TextGrounding).
-DEFAULT_METHOD = "kernel"
+DEFAULT_METHOD: Final = "kernel"
 #: Kernel temperatures tried by leave-one-caption-out.
 TEMPERATURES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 #: Connector seeds of the decoded target rollouts per task.

@@ -142,11 +142,11 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
     # 1. experts ------------------------------------------------------------------------------------------------------
     stages: dict[str, list[Path]] = {}
     for task in tasks:
-        source = config.warm_start.get(task)
+        warm_from = config.warm_start.get(task)
         stages[task] = train_expert(config.domain, task, out / "experts" / task, config.expert_config(task),
                                     progress=progress,
                                     tensorboard_log=str(out / "tb"),
-                                    init_from=stages[source][-1] if source else None)
+                                    init_from=stages[warm_from][-1] if warm_from else None)
     if last == 0:
         return out
 
@@ -154,7 +154,7 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
     data, heldout = EpisodeStore(out / "data"), EpisodeStore(out / "heldout")
     env_kwargs = {"episode_frames": config.episode_frames}
     recipe: dict[str, Any] = {"domain": config.domain, "sources": []}
-    common = {"domain": config.domain, "env_kwargs": env_kwargs, "num_envs": config.num_envs,
+    common: dict[str, Any] = {"domain": config.domain, "env_kwargs": env_kwargs, "num_envs": config.num_envs,
               "vectorization": config.vectorization, "progress": progress}
     for ti, task in enumerate(tasks):
         algo = config.expert_config(task).algo
@@ -261,8 +261,8 @@ def write_prompt_clips(heldout: Any, tasks: tuple[str, ...], out_dir: str | Path
                 continue
             means = window_sums(ep["task_reward"], frames) / frames
             # motion inside the window starting at row i + 1: the changes between its frames
-            motion = np.convolve(frame_motion(ep["image"])[1:], np.ones(frames - 1), mode="valid") / (frames - 1)
-            windows += [(float(m), float(v), path, i + 1) for i, (m, v) in enumerate(zip(means, motion))]
+            motions = np.convolve(frame_motion(ep["image"])[1:], np.ones(frames - 1), mode="valid") / (frames - 1)
+            windows += [(float(m), float(v), path, i + 1) for i, (m, v) in enumerate(zip(means, motions))]
         if not windows:
             raise ValueError(f"no held-out episode of task {task!r} is longer than {frames} steps")
         top = max(w[0] for w in windows)

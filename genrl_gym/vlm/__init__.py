@@ -115,7 +115,7 @@ def load_vlm(spec: str | Mapping[str, Any] | VLM | None = None, *, device: str |
         spec = DEFAULT_VLM
     if not isinstance(spec, (str, Mapping)):
         if _is_vlm(spec):
-            return spec  # type: ignore[return-value]
+            return spec
         raise VLMError(f"cannot make a VLM from {type(spec).__name__}\n" + _valid_forms())
     expect_dim = None
     if isinstance(spec, str):

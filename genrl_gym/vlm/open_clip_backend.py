@@ -263,7 +263,7 @@ class OpenCLIPVLM:
         self.arch = arch
         pp = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
         size = pp.get("size", getattr(model.visual, "image_size", 224))
-        self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[assignment]
+        self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
         self.interpolation = "bilinear" if pp.get("interpolation") == "bilinear" else "bicubic"
         self.resize_mode = pp.get("resize_mode", "shortest")
         self.fill = float(pp.get("fill_color", 0)) / 255.0

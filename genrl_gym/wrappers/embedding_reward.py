@@ -12,10 +12,11 @@ window. With SB3's auto-reset, the reward of a finishing step is computed on the
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import Tensor
@@ -59,10 +60,10 @@ class VecEmbeddingSimilarityReward(VecEnvWrapper):
                               "or a uint8 video [T, H, W, 3]")
         self.vlm = vlm if hasattr(vlm, "embed_video") else load_vlm(vlm)
         space = venv.observation_space
-        box = space.spaces[obs_key] if hasattr(space, "spaces") and obs_key in space.spaces else space
-        size = int(box.shape[0] if box.shape[-1] == 3 else box.shape[-1])  # type: ignore[union-attr]
+        box = cast(spaces.Box, space.spaces[obs_key] if hasattr(space, "spaces") and obs_key in space.spaces else space)
+        size = int(box.shape[0] if box.shape[-1] == 3 else box.shape[-1])
         self._key, self._layout = image_layout(space, size, obs_key)
-        self.window = int(window or getattr(self.vlm, "window", 8))
+        self.window = int(window or cast(int, getattr(self.vlm, "window", 8)))
         if self.window < 1:
             raise ValueError(f"window={window} must be >= 1 frame")
         self.prompt_embedding, self.prompt_kind = embed_prompt_with(self.vlm, prompt, image_size=size, domain=domain)
@@ -105,6 +106,6 @@ class VecEmbeddingSimilarityReward(VecEnvWrapper):
         if len(done_idx):
             self._start(done_idx, images[done_idx])
         task_rewards(infos, rewards)
-        for i, info in enumerate(infos):
-            info["embedding_similarity"] = float(scores[i])
+        for j, info in enumerate(infos):
+            info["embedding_similarity"] = float(scores[j])
         return obs, scores, dones, infos

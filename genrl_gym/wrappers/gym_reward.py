@@ -80,8 +80,9 @@ def env_domain(env: Any) -> str | None:
         if isinstance(value, str) and value:
             return value
     spec = getattr(base, "task_spec", None)  # genrl_gym.envs.PixelEnv
-    if isinstance(getattr(spec, "domain", None), str):
-        return spec.domain
+    domain = getattr(spec, "domain", None)
+    if isinstance(domain, str):
+        return domain
     settings = getattr(base, "render_settings", None)
     if isinstance(settings, Mapping) and isinstance(settings.get("domain"), str):
         return settings["domain"]
@@ -244,7 +245,8 @@ class GenRLVectorReward(RewardAdapter, VectorWrapper):
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset (all, or the ``options["reset_mask"]`` sub-envs) and restart their latents from the reset frames."""
         mask = None if options is None else options.get("reset_mask")  # read first: SyncVectorEnv pops it
-        obs, info = self.env.reset(seed=seed, options=None if options is None else dict(options))
+        obs, info = self.env.reset(seed=seed,  # type: ignore[arg-type]  # Gymnasium types seed as int; a list seeds each sub-env
+                                   options=None if options is None else dict(options))
         idx = np.arange(self.num_envs) if mask is None else np.nonzero(np.asarray(mask, dtype=bool))[0]
         self.scorer.observe(None, self._images(obs)[idx], np.ones(len(idx), dtype=bool), idx)
         self._autoreset[idx] = False

@@ -102,8 +102,8 @@ class VecGenRLReward(RewardAdapter, VecEnvWrapper):
         if len(done_idx):  # SB3 already reset these envs: their returned frame starts a new latent episode
             self.scorer.observe(None, images[done_idx], np.ones(len(done_idx), dtype=bool), done_idx)
         task_rewards(infos, rewards)
-        for i, info in enumerate(infos):
-            info["genrl_score"] = float(scores[i])
+        for j, info in enumerate(infos):
+            info["genrl_score"] = float(scores[j])
         self._actions = None
         return obs, scores.astype(np.float32), dones, infos
 

@@ -7,6 +7,9 @@ Typical use: a proprioceptive policy trained on a pixel-based reward. The reward
 
 from __future__ import annotations
 
+from typing import cast
+
+import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
@@ -31,12 +34,13 @@ class VecSelectKey(VecEnvWrapper):
 
     def reset(self) -> VecEnvObs:
         """Reset all envs; returns the ``key`` entry of the observation."""
-        return self.venv.reset()[self.key]  # type: ignore[index,call-overload]
+        return cast(dict[str, np.ndarray], self.venv.reset())[self.key]
 
     def step_wait(self) -> VecEnvStepReturn:
         """``(obs[key], rewards, dones, infos)`` with ``infos[i]["terminal_observation"]`` reduced to its ``key``."""
         obs, rewards, dones, infos = self.venv.step_wait()
+        obs = cast(dict[str, np.ndarray], obs)  # a Dict observation space (checked in __init__)
         for info in infos:
             if "terminal_observation" in info:
                 info["terminal_observation"] = info["terminal_observation"][self.key]
-        return obs[self.key], rewards, dones, infos  # type: ignore[index,call-overload]
+        return obs[self.key], rewards, dones, infos

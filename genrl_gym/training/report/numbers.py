@@ -168,7 +168,7 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
     missing = [t for t in tasks if not by_task[t]]
     if missing:
         raise ValueError(f"held-out store {store.root} has no episodes of task(s) {missing}; tasks there: "
-                         f"{sorted({v.get('task') for v in info.values()})}")
+                         f"{sorted({v.get('task') for v in info.values()}, key=str)}")
     absent = [t for t in tasks if t not in clips]
     if absent:
         raise ValueError(f"no prompt clip for task(s) {absent}; clips: {sorted(clips)}")
@@ -214,12 +214,13 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
         raise ValueError("a matrix entry has no rows left after excluding the clip windows: the held-out episodes are too "
                          "short for the clips; collect more or longer held-out episodes")
     random_column: dict[str, float] = {}
-    for images in random_images or []:
+    randoms = random_images or []
+    for images in randoms:
         feats = episode_features(model, images)
         for a in tasks:
             r = score_episode(spec, images, target=targets[a], features=feats).astype(np.float64)[1:]
             random_column.setdefault(a, 0.0)
-            random_column[a] += float(r.sum()) / sum(len(x) - 1 for x in random_images)
+            random_column[a] += float(r.sum()) / sum(len(x) - 1 for x in randoms)
     beats_random = {a: bool(matrix[i, i] > random_column[a]) for i, a in enumerate(tasks) if a in random_column}
     off = ~np.eye(n, dtype=bool)
     row_check = {a: bool(np.all(matrix[i, i] > matrix[i][off[i]])) for i, a in enumerate(tasks)}
@@ -232,4 +233,4 @@ def discrimination_matrix(model: MFWM, store: EpisodeStore, tasks: list[str], cl
             "align": align, "target_steps": horizon + 1, "exclude_clip_window": exclude_clip_window,
             "seed": seed,
             "random_column": random_column,
-            "beats_random": beats_random, "random_episodes": len(random_images or [])}
+            "beats_random": beats_random, "random_episodes": len(randoms)}
