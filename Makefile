@@ -1,6 +1,6 @@
 # Two commands for a fresh Debian machine with Python 3.11:
 #   make demo   set up .venv (and Mesa's EGL when missing), then run the main job
-#   make test   same set-up, then the type check (mypy) and the test suite
+#   make test   same set-up, then lint (ruff), the type check (mypy) and the test suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -34,15 +34,17 @@ $(STAMP): pyproject.toml
 
 # mypy reads its settings (files, per-module options) from [tool.mypy] in pyproject.toml
 test: setup
+	$(PY) -m ruff check genrl_gym tests benchmarks examples
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
+	$(PY) -m ruff check genrl_gym tests benchmarks examples
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: setup
-	$(PY) -m ruff check genrl_gym tests benchmarks
+	$(PY) -m ruff check genrl_gym tests benchmarks examples
 	$(PY) -m mypy
 
 demo: setup
