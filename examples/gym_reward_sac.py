@@ -18,7 +18,7 @@ import genrl_gym  # noqa: F401  (registers GenRL/<Domain>-v0)
 from genrl_gym.prompts import example
 
 
-def main(steps: int, eval_frames: int, seed: int) -> dict[str, float]:
+def main(steps: int, eval_frames: int, seed: int = 0) -> dict[str, float]:
     """Train SAC on the GenRL reward for ``steps`` env steps, then run one deterministic episode.
 
     :param steps: SAC environment steps (each is 2 simulator frames).
@@ -47,6 +47,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--eval-frames", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    print(main(args.steps, args.eval_frames, args.seed))
+    print(main(**vars(parser.parse_args())))

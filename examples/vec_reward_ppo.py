@@ -18,7 +18,7 @@ from genrl_gym.prompts import example
 from genrl_gym.wrappers import VecGenRLReward
 
 
-def main(steps: int, n_envs: int, seed: int) -> dict[str, float]:
+def main(steps: int, n_envs: int, seed: int = 0) -> dict[str, float]:
     """Train PPO on the batched GenRL reward of walker walk for ``steps`` env steps (all envs together).
 
     :param steps: total environment steps over all envs.
@@ -45,6 +45,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--n-envs", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    print(main(args.steps, args.n_envs, args.seed))
+    print(main(**vars(parser.parse_args())))

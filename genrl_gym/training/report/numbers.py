@@ -1,15 +1,7 @@
 """The numbers of the model report: training-curve summaries, the prompt discrimination matrix, and
 :class:`ReportNumbers`, the dataclass of everything ``report.json`` holds.
 
-The report's files (:func:`genrl_gym.training.report.model_report`):
-
-``curves.png``           training curves from the trainer's TensorBoard logs (image loss, KL, connector, aligner);
-``reconstructions.png``  held-out frames (row "real") over the decoded posterior modes (row "recon"), a few time steps per
-                         task;
-``prompts.png``          per prompt clip: the clip's frames, their reconstruction, and the decoded target trajectory of the
-                         clip ("what the model thinks the prompt looks like");
-``discrimination.png``   heatmap of the prompt discrimination matrix;
-``REPORT.md``            all of it with tables and the checks; ``report.json`` the numbers.
+The report's files are listed in :mod:`genrl_gym.training.report`.
 
 Prompt discrimination matrix
 ----------------------------
