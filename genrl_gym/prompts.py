@@ -324,10 +324,10 @@ def target_from_prompt(model: MFWM, prompt: str | os.PathLike[str] | np.ndarray 
     if int(horizon) < 1:
         raise PromptError(f"horizon={horizon} must be >= 1")
     kind, _, description, key = _classify(prompt)
+    grounding = getattr(model, "text_grounding", None) if kind == "text" else None
     if align is None:  # text: the aligner, unless a text grounding makes it (its embeddings already are video ones);
         # a grounding is only fitted for, and used with, a VLM without language (genrl_gym.training.grounding)
-        align = kind == "text" and getattr(model, "text_grounding", None) is None
-    grounding = getattr(model, "text_grounding", None) if kind == "text" else None
+        align = kind == "text" and grounding is None
     full_key = (*key, int(horizon), align, int(seed), identity_str(model._vlm),
                 grounding.fingerprint() if grounding is not None else None)
     store = _CACHE.setdefault(model, {})
