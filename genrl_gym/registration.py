@@ -231,13 +231,7 @@ def make_genrl_env(domain: str, *, prompt: str | os.PathLike[str] | np.ndarray |
     env = _base_env_factory(domain, task, image_size=image_size, action_repeat=action_repeat, episode_frames=episode_frames,
                             camera_id=camera_id, render_quality=render_quality, render_mode=render_mode, proprio=proprio,
                             seed=seed)()
-    try:
-        wrapped = GenRLReward(env, spec=spec, domain=domain)
-    except BaseException:
-        env.close()
-        raise
-    wrapped.prompt_is_default = is_default
-    return wrapped
+    return _wrap_or_close(GenRLReward, env, spec, domain, is_default)
 
 
 def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.PathLike[str] | np.ndarray | None = None,
@@ -279,10 +273,16 @@ def make_genrl_vector_env(num_envs: int = 1, *, domain: str, prompt: str | os.Pa
 
     venv = gym.vector.SyncVectorEnv([factory(i) for i in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode(autoreset_mode))
+    return _wrap_or_close(GenRLVectorReward, venv, spec, domain, is_default)
+
+
+def _wrap_or_close(wrapper: Any, env: Any, spec: RewardSpec, domain: str, is_default: bool) -> Any:
+    """``wrapper(env, spec=spec, domain=domain)`` with ``prompt_is_default`` set; the env is closed if wrapping fails
+    (a bad prompt or model must not leak a renderer)."""
     try:
-        wrapped = GenRLVectorReward(venv, spec=spec, domain=domain)
+        wrapped = wrapper(env, spec=spec, domain=domain)
     except BaseException:
-        venv.close()
+        env.close()
         raise
     wrapped.prompt_is_default = is_default
     return wrapped
