@@ -34,7 +34,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from genrl_gym import prompts
 from genrl_gym._argparse_dataclass import add_dataclass_arguments, dataclass_from_args, plain_text
-from genrl_gym.agents import GenRLAgent, evaluate_task_return
+from genrl_gym.agents import GenRLAgent, RealityCheck, evaluate_task_return
 from genrl_gym.agents.actor_critic import AgentPresetName
 from genrl_gym.data import EpisodeStore, SB3Policy, collect
 from genrl_gym.demo import DemoConfig, run_demo
@@ -223,9 +223,12 @@ class TrainAgentArgs:
     vlm: str | None = None
     """VLM spec for the prompt (default: the model's)."""
     task: str = "stand"
-    """Task whose true reward ``eval_episodes`` reports."""
+    """Task whose true reward ``eval_episodes`` and the reality checks report."""
     eval_episodes: int = 0
     """Evaluate on the true reward after training (this many episodes)."""
+    reality_every: int = 500
+    """Every this many updates, run the policy for 500 real frames and log (TensorBoard ``reality/``) the GenRL reward
+    per step it earns there beside the one it earns in imagination, and its true return; 0 = never."""
     checkpoint_every: int = field(default=500, metadata=_POSITIVE)
     """Write <out>/checkpoint.zip every this many updates; a rerun resumes from it."""
     resume: bool = True
@@ -504,7 +507,10 @@ def cmd_train_agent(args: TrainAgentArgs) -> int:
 
     remaining = args.steps - agent.num_timesteps
     if remaining > 0:
-        agent.learn(total_timesteps=remaining, callback=Checkpoint(), reset_num_timesteps=not resume,
+        callbacks: list[BaseCallback] = [Checkpoint()]
+        if args.reality_every > 0:
+            callbacks.append(RealityCheck(args.task, every=args.reality_every))
+        agent.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not resume,
                     progress_bar=True)
         agent.save(checkpoint)  # the final state first: a kill while writing agent.zip resumes with 0 updates to go
     path = agent.save(args.out / "agent.zip")

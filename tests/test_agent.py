@@ -325,3 +325,31 @@ def test_evaluate_task_return_measures_real_genrl_reward(model, prompt, vlm) -> 
     assert out["genrl_reward_per_step"] == [pytest.approx(np.mean(rewards))]
     assert np.std(rewards) > 0  # a real signal, not a constant
     assert evaluate_task_return(agent, "walker", "stand", seeds=[3], episode_frames=8)["genrl_reward_per_step"] is None
+
+
+def test_reality_check_logs_imagined_beside_real_reward(model, prompt, vlm) -> None:
+    """RealityCheck: every `every` updates the imagined reward of those updates, the real GenRL reward of the same
+    policy from the same prompt and its true return, logged under reality/ and kept in rows."""
+    from genrl_gym.agents import RealityCheck
+
+    agent = _agent(model, prompt, vlm)
+    check = RealityCheck("stand", every=2, episode_frames=20, seed=5)
+    imagined: list[float] = []
+
+    class Seen(BaseCallback):
+        def _on_step(self) -> bool:
+            imagined.append(float(self.locals["metrics"]["reward_mean"]))
+            return True
+
+    agent.learn(5, callback=[Seen(), check])
+    assert [r["updates"] for r in check.rows] == [2, 4, 5]  # every 2 updates, and once at the end
+    assert check.rows[0]["imagined_reward_per_step"] == pytest.approx(np.mean(imagined[:2]), rel=1e-5)
+    assert check.rows[2]["imagined_reward_per_step"] == pytest.approx(imagined[4], rel=1e-5)
+    now = evaluate_task_return(agent, "walker", "stand", seeds=[5], episode_frames=20, reward_prompt=prompt)
+    last = check.rows[-1]
+    assert last["real_reward_per_step"] == pytest.approx(now["genrl_reward_per_step"][0])
+    assert last["true_return"] == pytest.approx(now["mean"] * 1000 / 20)
+    assert last["real_to_imagined"] == pytest.approx(last["real_reward_per_step"] / last["imagined_reward_per_step"]) \
+        or last["imagined_reward_per_step"] <= 0
+    with pytest.raises(ValueError, match="every"):
+        RealityCheck("stand", every=0)

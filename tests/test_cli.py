@@ -41,9 +41,12 @@ def test_cli_end_to_end_tiny(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert gif.stat().st_size > 0
     r = _genrl("train-agent", "--model", str(model), "--prompt", str(clip), "--out", str(agent_run), "--preset", "tiny",
-               "--steps", "3")
+               "--steps", "3", "--reality-every", "2")
     assert r.returncode == 0, r.stderr
     assert (agent_run / "agent.zip").exists()
+    events = b"".join(p.read_bytes() for p in (agent_run / "tb").rglob("events.out.tfevents.*"))
+    for tag in (b"reality/imagined_reward_per_step", b"reality/real_reward_per_step", b"reality/true_return"):
+        assert tag in events  # the reality checks reach TensorBoard
     cfg = json.loads((agent_run / "config.json").read_text())
     assert cfg["command"] == "train-agent" and cfg["steps"] == 3
     r = _genrl("evaluate", "--agent", str(agent_run / "agent.zip"), "--domain", "walker", "--task", "stand",

@@ -15,12 +15,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from genrl_gym.envs import get_task, make_pixel_env, render_env_kwargs
 from genrl_gym.prompts import write_video
 from genrl_gym.wrappers import GenRLReward
 
-__all__ = ["evaluate_task_return"]
+__all__ = ["evaluate_task_return", "RealityCheck"]
 
 
 def _act_fn(agent_or_policy: Any, deterministic: bool) -> Callable[[dict[str, np.ndarray], Any, bool], tuple[np.ndarray, Any]]:
@@ -113,3 +114,75 @@ def evaluate_task_return(agent_or_policy: Any, domain: str, task: str, n_episode
         "random_score": spec.random_score, "expert_score": spec.expert_score, "episode_frames": episode_frames,
         "video_path": written, "genrl_reward_per_step": genrl if reward_prompt is not None else None,
     }
+
+
+class RealityCheck(BaseCallback):
+    """Show model exploitation while GenRLAgent learns: the GenRL reward per step its policy earns in imagination
+    beside the GenRL reward per step the same policy earns from the same prompt in the real env, and its true return.
+
+    Every ``every`` updates it runs the policy (the actor's mean) for ``episodes`` episodes of ``episode_frames``
+    frames in the task's pixel env wrapped in :class:`~genrl_gym.wrappers.GenRLReward` with the agent's prompt and
+    alignment, and logs (TensorBoard and stdout tables):
+
+    - ``reality/imagined_reward_per_step``: mean of the imagined GenRL reward per step over the updates since the last
+      check (what the actor is optimising);
+    - ``reality/real_reward_per_step``: mean GenRL reward per agent step of the real episodes;
+    - ``reality/real_to_imagined``: their ratio (1 = the model's imagination holds in the real env; near 0 = the
+      policy exploits the model);
+    - ``reality/true_return``: mean true task return of the real episodes, scaled to 1000 frames
+      (``reality/normalized`` too, for 1000-frame episodes of tasks with table constants).
+
+    Each check is kept in :attr:`rows`. The episodes are real env steps (render, world-model filter, reward), so choose
+    ``every`` and ``episode_frames`` to keep the overhead small next to the updates.
+
+    :param domain: e.g. ``"walker"`` (default: the agent's world model's domain).
+    :param task: the task whose true reward is reported, e.g. ``"stand"``.
+    :param every: updates between checks (and one check at the end of training).
+    :param episodes: real episodes per check (seeds ``seed .. seed + episodes - 1``).
+    :param episode_frames: frames per episode (1000 = the paper's evaluation episodes).
+    :param seed: first episode seed.
+    """
+
+    def __init__(self, task: str, *, domain: str | None = None, every: int = 500, episodes: int = 1,
+                 episode_frames: int = 500, seed: int = 0, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if every <= 0 or episodes <= 0 or episode_frames <= 0:
+            raise ValueError(f"every={every}, episodes={episodes} and episode_frames={episode_frames} must be positive")
+        self.task, self.domain = task, domain
+        self.every, self.episodes, self.episode_frames, self.seed = int(every), int(episodes), int(episode_frames), seed
+        self.rows: list[dict[str, float]] = []
+        self._imagined: list[float] = []
+        self._last_check = -1
+
+    def _on_step(self) -> bool:
+        metrics = self.locals.get("metrics") or {}
+        if "reward_mean" in metrics:
+            self._imagined.append(float(metrics["reward_mean"]))
+        if self.num_timesteps % self.every == 0:
+            self.check()
+        return True
+
+    def _on_training_end(self) -> None:
+        if self._imagined and self._last_check != self.num_timesteps:
+            self.check()
+
+    def check(self) -> dict[str, float]:
+        """Run the real episodes now, log and return the row (``updates``, the four ``reality/`` values)."""
+        agent: Any = self.model  # a GenRLAgent (world_model, prompt)
+        domain = self.domain or str(agent.world_model.domain)
+        ev = evaluate_task_return(agent, domain, self.task, seeds=range(self.seed, self.seed + self.episodes),
+                                  episode_frames=self.episode_frames, reward_prompt=agent.prompt)
+        imagined = float(np.mean(self._imagined)) if self._imagined else float("nan")
+        real = float(np.mean(ev["genrl_reward_per_step"]))
+        row = {"updates": float(self.num_timesteps), "imagined_reward_per_step": imagined,
+               "real_reward_per_step": real, "real_to_imagined": real / imagined if imagined > 0 else float("nan"),
+               "true_return": ev["mean"] * 1000.0 / self.episode_frames}
+        if ev["normalized_mean"] is not None:
+            row["normalized"] = float(ev["normalized_mean"])
+        for key, value in row.items():
+            if key != "updates":
+                self.logger.record(f"reality/{key}", value)
+        self.logger.dump(self.num_timesteps)  # as SB3's EvalCallback: the check is written with its update count
+        self.rows.append(row)
+        self._imagined, self._last_check = [], self.num_timesteps
+        return row
