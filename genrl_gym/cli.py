@@ -509,7 +509,7 @@ def cmd_train_agent(args: TrainAgentArgs) -> int:
     if remaining > 0:
         callbacks: list[BaseCallback] = [Checkpoint()]
         if args.reality_every > 0:
-            callbacks.append(RealityCheck(args.task, every=args.reality_every))
+            callbacks.append(RealityCheck(args.task, every=args.reality_every, prompt=_prompt_arg(args.prompt)))
         agent.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not resume,
                     progress_bar=True)
         agent.save(checkpoint)  # the final state first: a kill while writing agent.zip resumes with 0 updates to go

@@ -327,7 +327,7 @@ def test_evaluate_task_return_measures_real_genrl_reward(model, prompt, vlm) -> 
     assert evaluate_task_return(agent, "walker", "stand", seeds=[3], episode_frames=8)["genrl_reward_per_step"] is None
 
 
-def test_reality_check_logs_imagined_beside_real_reward(model, prompt, vlm) -> None:
+def test_reality_check_logs_imagined_beside_real_reward(model, prompt, vlm, tmp_path: Path) -> None:
     """RealityCheck: every `every` updates the imagined reward of those updates, the real GenRL reward of the same
     policy from the same prompt and its true return, logged under reality/ and kept in rows."""
     from genrl_gym.agents import RealityCheck
@@ -353,3 +353,7 @@ def test_reality_check_logs_imagined_beside_real_reward(model, prompt, vlm) -> N
         or last["imagined_reward_per_step"] <= 0
     with pytest.raises(ValueError, match="every"):
         RealityCheck("stand", every=0)
+    loaded = GenRLAgent.load(agent.save(tmp_path / "agent.zip"), model=model)
+    with pytest.raises(ValueError, match="pass RealityCheck"):  # a loaded agent has no prompt, only its target
+        loaded.learn(1, callback=RealityCheck("stand"))
+    loaded.learn(1, callback=RealityCheck("stand", every=1, episode_frames=8, prompt=prompt))

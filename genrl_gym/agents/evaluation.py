@@ -141,18 +141,26 @@ class RealityCheck(BaseCallback):
     :param episodes: real episodes per check (seeds ``seed .. seed + episodes - 1``).
     :param episode_frames: frames per episode (1000 = the paper's evaluation episodes).
     :param seed: first episode seed.
+    :param prompt: the prompt of the real env's GenRL reward (default: the agent's ``prompt``; a loaded agent keeps
+        only its target, so pass the prompt it was trained from).
     """
 
     def __init__(self, task: str, *, domain: str | None = None, every: int = 500, episodes: int = 1,
-                 episode_frames: int = 500, seed: int = 0, verbose: int = 0) -> None:
+                 episode_frames: int = 500, seed: int = 0, prompt: Any = None, verbose: int = 0) -> None:
         super().__init__(verbose)
         if every <= 0 or episodes <= 0 or episode_frames <= 0:
             raise ValueError(f"every={every}, episodes={episodes} and episode_frames={episode_frames} must be positive")
         self.task, self.domain = task, domain
         self.every, self.episodes, self.episode_frames, self.seed = int(every), int(episodes), int(episode_frames), seed
+        self.prompt = prompt
         self.rows: list[dict[str, float]] = []
         self._imagined: list[float] = []
         self._last_check = -1
+
+    def _on_training_start(self) -> None:
+        if self.prompt is None and getattr(self.model, "prompt", None) is None:
+            raise ValueError("RealityCheck needs the agent's prompt for the real env's GenRL reward: this agent has "
+                             "none (a loaded agent keeps only its target); pass RealityCheck(..., prompt=<the prompt>)")
 
     def _on_step(self) -> bool:
         metrics = self.locals.get("metrics") or {}
@@ -171,7 +179,8 @@ class RealityCheck(BaseCallback):
         agent: Any = self.model  # a GenRLAgent (world_model, prompt)
         domain = self.domain or str(agent.world_model.domain)
         ev = evaluate_task_return(agent, domain, self.task, seeds=range(self.seed, self.seed + self.episodes),
-                                  episode_frames=self.episode_frames, reward_prompt=agent.prompt)
+                                  episode_frames=self.episode_frames,
+                                  reward_prompt=agent.prompt if self.prompt is None else self.prompt)
         imagined = float(np.mean(self._imagined)) if self._imagined else float("nan")
         real = float(np.mean(ev["genrl_reward_per_step"]))
         row = {"updates": float(self.num_timesteps), "imagined_reward_per_step": imagined,
