@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "random_mean": randoms[t]["mean"], "normalised_mean": results["tasks"][t]["normalized_mean"],
              "imagined_reward_per_step": [runs[(t, s)]["imagined_reward_per_step"] for s in args.seeds],
              "real_genrl_reward_per_step": [runs[(t, s)]["real_genrl_reward_per_step"] for s in args.seeds],
+             "agent_config": runs[(t, args.seeds[0])]["agent_config"],  # the resolved preset + overrides
              "results_file": f"{args.name or f'behaviour_{args.domain}'}.json"} for t in args.tasks])
     print("\n".join(rows))
     return results
