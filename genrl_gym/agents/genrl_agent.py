@@ -186,7 +186,7 @@ class GenRLAgent(BaseAlgorithm):
     :param preset: actor-critic sizes, ``"tiny"`` (tests), ``"small"`` (CPU) or ``"paper"`` (4 x 1024, lr 3e-5).
     :param start: ``"data_free"`` (no dataset; reference default) or ``"offline"`` (posteriors of ``store`` sequences).
     :param store: :class:`~genrl_gym.data.EpisodeStore` (or its path) for offline starts.
-    :param horizon: imagined steps ``H`` (default 16; target length ``H + 1``).
+    :param horizon: imagined steps ``H`` (default: the preset's, ``small`` 8, ``paper`` 16; target length ``H + 1``).
     :param batch_size: start states per update (default: the preset's; paper 1024).
     :param score_kind: per-step score of :func:`genrl_gym.reward.trajectory_match` (default ``"max_cosine"``).
     :param align: alignment of the reward (``"sequence"``, the reference's; ``"phase"``, which also searches where
