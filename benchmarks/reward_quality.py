@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default=None, help="recorded episodes (the resume point); default runs/<name>")
     p.add_argument("--name", default=None, help="results name (default reward_quality_<domain>)")
     p.add_argument("--results-dir", default=None)
+    p.add_argument("--note", default="", help="text added to the results' notes (e.g. where the checkpoints came from)")
+    p.add_argument("--study", action="store_true",
+                   help="also every score kind x alignment of genrl_gym.reward (a table of the same correlations)")
     args = p.parse_args(argv)
 
     import torch
@@ -178,15 +181,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     targets = {t: aligned_target(model, clips[t], None)[0] for t in tasks}
     spec = RewardSpec(model=model)
     genrl: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-    for ep in episodes:
-        feats = episode_features(model, ep["image"], ep["action"])
+    features = [episode_features(model, ep["image"], ep["action"]) for ep in episodes]  # filtered once per episode
+    for ep, feats in zip(episodes, features):
         for t in tasks:
             genrl[t].append(score_episode(spec, ep["image"], target=targets[t], features=feats))
 
     from benchmarks.bench_behaviour import _model_sha256
 
     results: dict[str, Any] = {"domain": args.domain, "model_sha256": _model_sha256(args.model or args.domain),
-                               "tasks": tasks, "prompts_used": clips, "policies": args.policies, "noise": args.noise,
+                               "tasks": tasks, "prompts_used": clips, "align": model.reward_align,
+                               "score_kind": spec.score_kind, "policies": args.policies, "noise": args.noise,
                                "seeds": args.seeds, "episode_frames": args.episode_frames, "prompts": {}, "episodes": []}
     for i, ep in enumerate(episodes):
         results["episodes"].append({"policy": ep["policy"], "noise": ep["noise"], "seed": ep["seed"],
@@ -201,13 +205,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["prompts"][t] = {**c, "true_return_min": min(rets), "true_return_max": max(rets)}
         rows.append(f"| {t} | {c['episodes']} | {c['episode_spearman']:.3f} | {c['step_pearson']:.3f} | "
                     f"{min(rets):.0f} - {max(rets):.0f} |")
+    if args.study:  # the reward's levers (score kind, alignment) on the same episodes
+        from genrl_gym.reward import ALIGNS, SCORES
+
+        rows += ["", "Every score kind x alignment (episode Spearman / per-step Pearson per prompt):", "",
+                 "| alignment | score kind | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+        results["study"] = {}
+        for align in ALIGNS:
+            aligned = {t: aligned_target(model, clips[t], None, align=align)[0] for t in tasks}
+            for kind in SCORES:
+                variant = RewardSpec(model=model, score_kind=kind, align=align)
+                cells = {}
+                for k, t in enumerate(tasks):
+                    g = [score_episode(variant, ep["image"], target=aligned[t], features=f)
+                         for ep, f in zip(episodes, features)]
+                    cells[t] = correlations(g, [ep["true"][k] for ep in episodes])
+                results["study"][f"{align}/{kind}"] = cells
+                rows.append(f"| {align} | {kind} | " + " | ".join(
+                    f"{cells[t]['episode_spearman']:.2f} / {cells[t]['step_pearson']:.2f}" for t in tasks) + " |")
     reproduce = reproduce_command("benchmarks.reward_quality", ("domain", args.domain), ("tasks", args.tasks),
                                   ("policies", args.policies), ("noise", args.noise), ("seeds", args.seeds),
-                                  ("model", args.model), ("prompt-dir", args.prompt_dir), ("name", args.name))
+                                  ("model", args.model), ("prompt-dir", args.prompt_dir), ("name", args.name),
+                                  ("study", bool(args.study)))
     notes = (f"Held-out episodes of {args.episode_frames} frames from {len(args.policies)} policies x noise levels "
              f"{args.noise} x seeds {args.seeds} ({len(episodes)} episodes): {', '.join(args.policies)}. Each episode "
              "is scored by every task's shipped clip as the GenRL/<Domain>-v0 envs score it; true rewards of the other "
              f"tasks by replaying the actions from the same seed. Reproduce: `{reproduce}`.")
+    notes += f" {args.note}" if args.note else ""
     write_results(name, results, "\n".join(rows), notes, Path(args.results_dir) if args.results_dir else None)
     print("\n".join(rows))
     with atomic_write(out / "scores.json", "w") as fh:

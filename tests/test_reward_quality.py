@@ -42,12 +42,16 @@ def test_reward_quality_benchmark_end_to_end(tmp_path: Path) -> None:
             "--seeds", "0", "1", "--episode-frames", "40", "--model", str(model), "--prompt-dir",
             str(tmp_path / "clips"), "--out", str(tmp_path / "eps"), "--results-dir", str(tmp_path / "res"),
             "--name", "rq"]
-    res = reward_quality.main(argv)
+    res = reward_quality.main([*argv, "--study"])
     assert len(res["episodes"]) == 4 and len(list((tmp_path / "eps").glob("*.npz"))) == 4
     for task in ("stand", "walk"):
         c = res["prompts"][task]
         assert c["episodes"] == 4 and c["steps"] == 80 and -1 <= c["episode_spearman"] <= 1
     stored = json.loads((tmp_path / "res" / "rq.json").read_text())["results"]
     assert stored["prompts"] == res["prompts"]
+    default = stored["study"][f"{res['align']}/{res['score_kind']}"]["stand"]  # the envs' reward, scored again
+    assert default["episode_spearman"] == pytest.approx(res["prompts"]["stand"]["episode_spearman"])
+    assert default["step_pearson"] == pytest.approx(res["prompts"]["stand"]["step_pearson"])
+    assert len(stored["study"]) == 3 * 6
     again = reward_quality.main(argv)  # resumes: the recorded episodes are read back, not recorded again
     assert again["prompts"] == res["prompts"]
