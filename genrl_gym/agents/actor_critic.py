@@ -135,10 +135,11 @@ class ActorCriticConfig:
 #: Named sizes. ``tiny``: unit tests (seconds); ``small``: CPU runs: a larger learning rate because CPU runs are short,
 #: imagined actions clipped to the env's box (on the shipped walker, 300 CPU seconds of data-free learning on stand
 #: gave 0.37-0.46 normalised with clipping against 0.00-0.15 without, at learning rates 3e-4 and 1e-3;
-#: ``benchmarks/results/behaviour_levers.md``), and 8 imagined steps instead of 16: the policy exploits the world
-#: model's error less over a shorter rollout, and an update costs about half (walker, seed 0, 300 CPU s: stand 0.42 vs
-#: 0.35, walk 0.19 vs 0.05 normalised, with 1.8x the updates; ``behaviour_levers_s12.md``); ``paper``: the reference's
-#: 4 x 1024 MLPs, lr 3e-5, eps 1e-5, clip 100, wd 1e-6, 1024 starts (32 x 32), 16 steps, unclipped imagined actions.
+#: ``benchmarks/results/behaviour_levers.md``), and 8 imagined steps instead of 16: an update costs about 0.6x, and
+#: the returns are the same within seed noise (walker, 300 CPU s, seeds 0-2: stand 0.32 vs 0.30, walk 0.07 vs 0.09, run
+#: 0.04 vs 0.03 normalised; one seed had suggested more, ``behaviour_levers_s12.md``), with the imagined reward closer
+#: to the real one; ``paper``: the reference's 4 x 1024 MLPs, lr 3e-5, eps 1e-5, clip 100, wd 1e-6, 1024 starts
+#: (32 x 32), 16 steps, unclipped imagined actions.
 AGENT_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(layers=2, units=32, learning_rate=1e-4, batch_size=16, seq_len=4),
     "small": dict(layers=3, units=256, learning_rate=3e-4, batch_size=256, seq_len=16, clip_actions=True, horizon=8),
