@@ -34,10 +34,10 @@ from torch.distributions import Independent, Normal, OneHotCategorical
 
 import genrl_gym  # noqa: F401  (torch guard)
 from benchmarks._machine import write_results
-from genrl_gym.agents import GenRLAgent
+from genrl_gym.agents import GenRLAgent, agent_preset
 from genrl_gym.models import MFWM, preset
 from genrl_gym.prompts import TargetTrajectory
-from genrl_gym.reward import trajectory_match
+from genrl_gym.reward import target_horizon, trajectory_match
 
 ACTION_DIM = 6  # walker
 
@@ -189,7 +189,8 @@ def _timed(fn: Any) -> float:
 def bench_preset(name: str, model_preset: str, batch: int, repeats: int) -> dict[str, Any]:
     torch.manual_seed(0)
     wm = MFWM(preset(model_preset, action_dim=ACTION_DIM, embed_dim=512), domain="walker")
-    target = _target(wm, 16)
+    # the target length the preset's imagined trajectories need under the model's alignment
+    target = _target(wm, target_horizon(wm.reward_align, agent_preset(name).horizon + 1))
     agent = GenRLAgent(wm, target, preset=name, batch_size=batch, seed=0, device="cpu")
     ref = EagerReference(wm, agent.config, target.features)
     agent.learn(1, log_interval=0)  # warm-up: lazy imports, allocator

@@ -141,13 +141,14 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     log(f"prompt: {prompt} ({why})")
 
     # 3. what the model thinks the prompt looks like
-    # as long as the model's reward alignment needs (49 steps for "phase"), since the agent below learns from it
+    # as long as the envs' reward alignment needs (49 steps for "phase"): what SAC's reward compares against
     target = target_from_prompt(model, prompt, horizon=target_horizon(model.reward_align))
     gif = write_video(decode_target(model, target), out / "imagined_prompt.gif")
     log(f"imagined prompt: {gif}")
 
-    # 4. GenRLAgent in imagination, data-free
-    agent = GenRLAgent(model, target, preset=cfg.agent_preset if source != "built" else "tiny", start="data_free",
+    # 4. GenRLAgent in imagination, data-free (from the prompt: the agent's target has the length its preset's imagined
+    # trajectories need, which can differ from the envs')
+    agent = GenRLAgent(model, prompt, preset=cfg.agent_preset if source != "built" else "tiny", start="data_free",
                        seed=cfg.seed, tensorboard_log=str(out / "tb"))
     agent_cb = learn_for(agent, cfg.agent_seconds, progress_bar=True, tb_log_name="GenRLAgent")
     agent.save(out / "genrl_agent.zip")
