@@ -476,6 +476,8 @@ def _check_same_agent_run(args: TrainAgentArgs, checkpoint: Path) -> None:
 
 
 def cmd_train_agent(args: TrainAgentArgs) -> int:
+    if args.reality_every < 0:
+        raise ValueError(f"--reality-every {args.reality_every}: give a number of updates, or 0 for no reality checks")
     checkpoint = args.out / "checkpoint.zip"
     resume = checkpoint.is_file() and args.resume
     if resume:

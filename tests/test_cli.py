@@ -64,6 +64,8 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["imagine", "--model", str(tmp_path / "nope.pt"), "--prompt", "x.gif"]) == 2
     assert "nope.pt" in capsys.readouterr().err
     assert main(["evaluate", "--agent", str(tmp_path / "agent.zip"), "--out", str(tmp_path / "e")]) == 2
+    assert main(["train-agent", "--prompt", "stand", "--out", str(tmp_path / "a"), "--reality-every", "-5"]) == 2
+    assert "--reality-every -5" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["collect", "--domain", "walker", "--task", "stand", "--out", str(tmp_path), "--episodes", "0"])
     with pytest.raises(SystemExit):
