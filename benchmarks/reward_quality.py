@@ -122,6 +122,16 @@ def correlations(genrl: list[np.ndarray], true: list[np.ndarray]) -> dict[str, f
             "episodes": len(genrl), "steps": int(len(g_step))}
 
 
+def score_by_task(spec: Any, episodes: list[dict[str, Any]], features: list[Any], targets: dict[str, Any]
+                  ) -> dict[str, list[np.ndarray]]:
+    """``{task: [per-step GenRL reward [L] of each episode]}`` under ``spec`` (a :class:`genrl_gym.reward.RewardSpec`),
+    from the episodes' filtered ``features`` against each task's target."""
+    from genrl_gym.reward import score_episode
+
+    return {t: [score_episode(spec, ep["image"], target=target, features=f) for ep, f in zip(episodes, features)]
+            for t, target in targets.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domain", default="walker")
@@ -146,10 +156,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import genrl_gym  # noqa: F401  (render guard before any env renders)
     from benchmarks._machine import reproduce_command, write_results
     from genrl_gym.envs import render_env_kwargs
-    from genrl_gym.model_store import resolve_model
+    from genrl_gym.model_store import resolve_model, resolve_model_path
     from genrl_gym.prompts import example, list_examples
-    from genrl_gym.reward import RewardSpec, aligned_target, episode_features, score_episode
-    from genrl_gym.utils import atomic_write
+    from genrl_gym.reward import RewardSpec, aligned_target, episode_features
+    from genrl_gym.utils import atomic_write, file_sha256
 
     torch.set_num_threads(1)
     name = args.name or f"reward_quality_{args.domain}"
@@ -180,15 +190,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clips = {t: str(example(args.domain, t)) if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif" for t in tasks}
     targets = {t: aligned_target(model, clips[t], None)[0] for t in tasks}
     spec = RewardSpec(model=model)
-    genrl: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     features = [episode_features(model, ep["image"], ep["action"]) for ep in episodes]  # filtered once per episode
-    for ep, feats in zip(episodes, features):
-        for t in tasks:
-            genrl[t].append(score_episode(spec, ep["image"], target=targets[t], features=feats))
+    genrl = score_by_task(spec, episodes, features, targets)
 
-    from benchmarks.bench_behaviour import _model_sha256
-
-    results: dict[str, Any] = {"domain": args.domain, "model_sha256": _model_sha256(args.model or args.domain),
+    results: dict[str, Any] = {"domain": args.domain,
+                               "model_sha256": file_sha256(resolve_model_path(args.model or args.domain)[0]),
                                "tasks": tasks, "prompts_used": clips, "align": model.reward_align,
                                "score_kind": spec.score_kind, "policies": args.policies, "noise": args.noise,
                                "seeds": args.seeds, "episode_frames": args.episode_frames, "prompts": {}, "episodes": []}
@@ -214,12 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for align in ALIGNS:
             aligned = {t: aligned_target(model, clips[t], None, align=align)[0] for t in tasks}
             for kind in SCORES:
-                variant = RewardSpec(model=model, score_kind=kind, align=align)
-                cells = {}
-                for k, t in enumerate(tasks):
-                    g = [score_episode(variant, ep["image"], target=aligned[t], features=f)
-                         for ep, f in zip(episodes, features)]
-                    cells[t] = correlations(g, [ep["true"][k] for ep in episodes])
+                scores = score_by_task(RewardSpec(model=model, score_kind=kind, align=align), episodes, features, aligned)
+                cells = {t: correlations(scores[t], [ep["true"][k] for ep in episodes]) for k, t in enumerate(tasks)}
                 results["study"][f"{align}/{kind}"] = cells
                 rows.append(f"| {align} | {kind} | " + " | ".join(
                     f"{cells[t]['episode_spearman']:.2f} / {cells[t]['step_pearson']:.2f}" for t in tasks) + " |")
