@@ -288,3 +288,20 @@ def test_handover_policy_switches_after_its_steps_in_every_episode(tmp_path: Pat
         assert not np.allclose(actions[:3], 0.5) and np.allclose(actions[3:], 0.5)  # 3 random steps, then the expert
     with pytest.raises(ValueError, match="steps must be > 0"):
         HandoverPolicy(RandomPolicy(space), _Constant(0.5), steps=0)
+
+
+def test_handover_policy_with_then_steps_alternates_all_episode_long(tmp_path: Path) -> None:
+    space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
+    policy = HandoverPolicy(RandomPolicy(space, seed=0), _Constant(0.5), steps=2, then_steps=3)
+    assert policy.source == "random>constant@2/3"
+    store = EpisodeStore(tmp_path / "d")
+    collect(domain="walker", task="stand", env_kwargs={"episode_frames": 20}, policy=policy, store=store,
+            num_episodes=2, num_envs=2, seed=0, progress=False)
+    expert_steps = np.array([t % 5 >= 2 for t in range(10)])  # cycles of 2 random + 3 expert steps, each episode
+    for path in store.paths():
+        actions = store.load(path)["action"][1:]
+        assert len(actions) == 10
+        constant = np.all(np.isclose(actions, 0.5), axis=1)
+        np.testing.assert_array_equal(constant, expert_steps)
+    with pytest.raises(ValueError, match="then_steps must be > 0"):
+        HandoverPolicy(RandomPolicy(space), _Constant(0.5), steps=2, then_steps=0)

@@ -174,7 +174,9 @@ def test_pipeline_collects_expert_and_random_data_and_records_the_recipe(tmp_pat
 def test_pipeline_collects_with_a_sac_experts_mean_action(tmp_path: Path) -> None:
     cfg = PipelineConfig(domain="walker", tasks=("run",), expert=tiny_config(), expert_algo={"run": "sac"},
                          episodes_per_stage=1, random_episodes=1, heldout_episodes=1, episode_frames=40, num_envs=1,
-                         vectorization="sync", action_noise=0.0, handover_episodes=1, handover_steps=5)
+                         vectorization="sync", action_noise=0.0, handover_episodes=1, handover_steps=5,
+                         cycle_episodes=1, cycle_random_steps=3, cycle_expert_steps=4, explore_noise=(0.5,),
+                         explore_episodes=1)
     out = run_pipeline(tmp_path / "run", cfg, until="collect", progress=False)
     recipe = json.loads((out / "recipe.json").read_text())
     assert all(s["expert_algo"] == "sac" and s["mean_action"] for s in recipe["sources"] if s["source"] != "random")
@@ -190,6 +192,23 @@ def test_pipeline_collects_with_a_sac_experts_mean_action(tmp_path: Path) -> Non
     assert not np.allclose(ep["action"][1:6], mean[:5], atol=1e-2)
     assert {"source": "handover:run", "episodes": 1, "random_steps_first": 5}.items() <= \
         next(s for s in recipe["sources"] if s["source"] == "handover:run").items()
+
+    # the cycle episode: 3 random steps, 4 of the final expert's mean action, again and again
+    [name] = [k for k, v in data.episode_info().items() if v["source"] == "cycle:run"]
+    ep = data.load(data.root / f"{name}.npz")
+    mean, _ = final.predict(ep["proprio"][:-1], deterministic=True)
+    is_expert = np.all(np.isclose(ep["action"][1:], mean, atol=1e-5), axis=1)
+    np.testing.assert_array_equal(is_expert, np.arange(len(mean)) % 7 >= 3)
+    # one exploration episode per expert stage at noise 0.5: actions off the mean action by about that much
+    explore = [k for k, v in data.episode_info().items() if v["source"].startswith("explore:run:")]
+    assert len(explore) == 2
+    for name in explore:
+        ep = data.load(data.root / f"{name}.npz")
+        stage = data.episode_info()[name]["source"].split(":")[2]
+        mean, _ = ExpertPolicy(out / "experts" / "run" / f"{stage}.zip").predict(ep["proprio"][:-1], deterministic=True)
+        assert 0.2 < float(np.std(ep["action"][1:] - mean)) < 0.6  # clipped to [-1, 1], so a little below 0.5
+    assert {"explore:run:stage-00000064:noise0.5", "explore:run:stage-00000128:noise0.5"} <= \
+        {s["source"] for s in recipe["sources"] if s.get("action_noise") == 0.5}
 
     heldout = EpisodeStore(out / "heldout", create=False)
     ep = heldout.load(heldout.paths()[0])

@@ -261,7 +261,9 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
     cfg = PipelineConfig(domain="walker", preset="cpu", mfwm_steps=12000, expert=ExpertConfig(total_steps=400000),
                          warm_start={"walk": "stand"}, expert_algo={"run": "sac"}, random_episodes=24,
                          expert_task_steps={"run": 1_000_000},
-                         heldout_episodes=10, clip_reward_tolerance=0.05, handover_episodes=4, handover_steps=30)
+                         heldout_episodes=10, clip_reward_tolerance=0.05, handover_episodes=4, handover_steps=30,
+                         explore_noise=(0.6, 1.0), explore_episodes=2, cycle_episodes=5, cycle_random_steps=30,
+                         cycle_expert_steps=70)
     command = _reproduce_command(json.loads(json.dumps(asdict(cfg))), "walker")
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert (args.domain, args.preset, args.mfwm_steps, vars(args)["expert.total_steps"]) == ("walker", "cpu", 12000, 400000)
@@ -269,4 +271,6 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
     assert dict(args.expert_algo) == {"run": "sac"} and dict(args.expert_task_steps) == {"run": 1_000_000}
     assert args.heldout_episodes == 10 and args.clip_reward_tolerance == 0.05
     assert (args.handover_episodes, args.handover_steps) == (4, 30)
+    assert tuple(args.explore_noise) == (0.6, 1.0) and args.explore_episodes == 2
+    assert (args.cycle_episodes, args.cycle_random_steps, args.cycle_expert_steps) == (5, 30, 70)
     assert dataclass_from_args(PipelineConfig, args) == cfg  # every field, as the pipeline command builds it

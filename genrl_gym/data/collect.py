@@ -160,22 +160,31 @@ class SB3Policy:
 
 
 class HandoverPolicy:
-    """Act with ``first`` for the first ``steps`` agent steps of every episode, then with ``second``.
+    """Act with ``first`` for the first ``steps`` agent steps of every episode, then with ``second``; with
+    ``then_steps``, keep alternating (``steps`` of ``first``, ``then_steps`` of ``second``, ...).
 
     E.g. random actions, then an expert: the walker falls into a pose of chance and the expert gets it up again,
     which an expert's own episodes show only once, at the start. A world model needs such states to imagine what a
-    clumsy early policy does.
+    clumsy early policy does. Alternating repeats the fall from wherever the expert had got to (upright, mid-stride)
+    and the recovery, all episode long.
 
     :param first: see ``second``
     :param second: policies over the same envs (:class:`RandomPolicy`, :class:`SB3Policy`, ...).
-    :param steps: agent steps per episode that ``first`` acts (> 0).
+    :param steps: agent steps per episode (per cycle with ``then_steps``) that ``first`` acts (> 0).
+    :param then_steps: agent steps per cycle that ``second`` acts before ``first`` takes over again (> 0);
+        None: ``second`` acts for the rest of the episode.
     """
 
-    def __init__(self, first: Policy, second: Policy, steps: int) -> None:
+    def __init__(self, first: Policy, second: Policy, steps: int, then_steps: int | None = None) -> None:
         if steps <= 0:
             raise ValueError(f"HandoverPolicy: steps must be > 0 (agent steps of the first policy), got {steps}.")
+        if then_steps is not None and then_steps <= 0:
+            raise ValueError(f"HandoverPolicy: then_steps must be > 0 (agent steps of the second policy per cycle) "
+                             f"or None (the second policy acts to the end of the episode), got {then_steps}.")
         self.first, self.second, self.steps = first, second, int(steps)
-        self.source = f"{first.source}>{second.source}@{self.steps}"
+        self.then_steps = None if then_steps is None else int(then_steps)
+        self.source = f"{first.source}>{second.source}@{self.steps}" + (
+            "" if self.then_steps is None else f"/{self.then_steps}")
         self._t: np.ndarray | None = None
 
     def check_spaces(self, observation_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> None:
@@ -192,12 +201,14 @@ class HandoverPolicy:
         self._t = None
 
     def act(self, obs: dict[str, np.ndarray], episode_start: np.ndarray) -> np.ndarray:
-        """Actions ``float32 [N, A]``: ``first``'s in envs before their ``steps``-th step, ``second``'s after."""
+        """Actions ``float32 [N, A]``: ``first``'s in envs before their ``steps``-th step, ``second``'s after (per
+        cycle of ``steps + then_steps`` with ``then_steps``)."""
         start = np.asarray(episode_start, dtype=bool)
         self._t = np.zeros(len(start), np.int64) if self._t is None else np.where(start, 0, self._t)
         # both act every step, so that each keeps its own state and random stream in step with the episodes
         a, b = self.first.act(obs, start), self.second.act(obs, start)
-        actions = np.where((self._t < self.steps)[:, None], a, b).astype(np.float32)
+        phase = self._t if self.then_steps is None else self._t % (self.steps + self.then_steps)
+        actions = np.where((phase < self.steps)[:, None], a, b).astype(np.float32)
         self._t = self._t + 1
         return actions
 

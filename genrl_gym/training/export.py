@@ -243,6 +243,12 @@ def _reproduce_command(pipeline: dict[str, Any] | None, domain: str) -> str:
         parts.append(f"--expert-steps {expert['total_steps']}")
     if pipeline.get("handover_episodes"):
         parts.append(f"--handover-episodes {pipeline['handover_episodes']} --handover-steps {pipeline['handover_steps']}")
+    if pipeline.get("explore_noise"):
+        parts.append("--explore-noise " + " ".join(f"{n:g}" for n in pipeline["explore_noise"])
+                     + f" --explore-episodes {pipeline['explore_episodes']}")
+    if pipeline.get("cycle_episodes"):
+        parts.append(f"--cycle-episodes {pipeline['cycle_episodes']} --cycle-random-steps "
+                     f"{pipeline['cycle_random_steps']} --cycle-expert-steps {pipeline['cycle_expert_steps']}")
     for key, flag in (("episodes_per_stage", "--episodes-per-stage"), ("random_episodes", "--random-episodes"),
                       ("heldout_episodes", "--heldout-episodes"), ("seed", "--seed"),
                       ("clip_reward_tolerance", "--clip-reward-tolerance")):

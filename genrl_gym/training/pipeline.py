@@ -73,6 +73,20 @@ class PipelineConfig:
     noise): the expert gets up from wherever chance left the body, states its own episodes show only at the start."""
     handover_steps: int = field(default=50, metadata={"positive": True})
     """Random-action steps at the start of a handover episode."""
+    explore_noise: tuple[float, ...] = ()
+    """Extra episodes of every expert stage at each of these action-noise stds (larger than ``action_noise``): the
+    expert stumbles, falls and gets up again, states near its own that its clean episodes never show and that an
+    agent learning in imagination visits first. Walker: ``(0.6, 1.0)``."""
+    explore_episodes: int = field(default=3, metadata={"positive": True})
+    """Episodes per (task, expert stage, ``explore_noise`` level)."""
+    cycle_episodes: int = 0
+    """Per task, episodes that alternate ``cycle_random_steps`` steps of random actions with ``cycle_expert_steps``
+    steps of the final expert, all episode long: falls from wherever the expert had got to (upright, mid-stride)
+    and the recoveries, where a handover episode shows one fall at the start."""
+    cycle_random_steps: int = field(default=40, metadata={"positive": True})
+    """Random-action steps per cycle of a cycle episode."""
+    cycle_expert_steps: int = field(default=80, metadata={"positive": True})
+    """Final-expert steps per cycle of a cycle episode."""
     heldout_episodes: int = field(default=3, metadata={"positive": True})
     """Held-out episodes per task (final expert stage, seeds disjoint from training data): the prompt clips and the
     report's reconstructions and discrimination check (3 are enough for the clips, few for the check)."""
@@ -131,8 +145,11 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
                 raise ValueError(f"{what} for {task!r}: not one of the expert tasks {tasks}")
             if config.expert_config(task).total_steps <= 0:  # expert_config itself refuses an unknown algorithm
                 raise ValueError(f"expert steps for {task!r} must be positive")
-    if config.handover_episodes < 0:
-        raise ValueError(f"handover_episodes must be >= 0, got {config.handover_episodes}")
+    for name in ("handover_episodes", "cycle_episodes"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if any(not noise > 0 for noise in config.explore_noise):
+        raise ValueError(f"explore_noise must hold action-noise stds > 0, got {config.explore_noise}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "pipeline.json", "w") as f:
@@ -171,6 +188,29 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
             recipe["sources"].append({"source": tag, "task": task, "episodes": config.episodes_per_stage,
                                       "action_noise": config.action_noise, "expert_algo": algo,
                                       "mean_action": mean_action, "expert_warm_start": config.warm_start.get(task)})
+        for si, stage in enumerate(stages[task]):
+            for ni, noise in enumerate(config.explore_noise):
+                tag = f"explore:{task}:{stage.stem}:noise{noise:g}"
+                policy = SB3Policy(ExpertPolicy(stage), obs_key="proprio", noise_std=noise, deterministic=mean_action,
+                                   seed=config.seed + 17 * si + 1000 * (ni + 1), tag=tag)
+                collect(task=task, policy=policy, store=data, num_episodes=config.explore_episodes, source=tag,
+                        seed=config.seed + 300_000 + 1000 * ti + 100 * si + ni, **common)
+                recipe["sources"].append({"source": tag, "task": task, "episodes": config.explore_episodes,
+                                          "action_noise": noise, "expert_algo": algo, "mean_action": mean_action,
+                                          "expert_warm_start": config.warm_start.get(task)})
+        if config.cycle_episodes:
+            tag = f"cycle:{task}"
+            expert = SB3Policy(final_expert, obs_key="proprio", noise_std=config.action_noise,
+                               deterministic=mean_action, seed=config.seed + 888, tag=tag)
+            cycle = HandoverPolicy(RandomPolicy(final_expert.action_space, seed=config.seed + 889), expert,
+                                   config.cycle_random_steps, then_steps=config.cycle_expert_steps)
+            collect(task=task, policy=cycle, store=data, num_episodes=config.cycle_episodes, source=tag,
+                    seed=config.seed + 800_000 + 1000 * ti, **common)
+            recipe["sources"].append({"source": tag, "task": task, "episodes": config.cycle_episodes,
+                                      "random_steps_per_cycle": config.cycle_random_steps,
+                                      "expert_steps_per_cycle": config.cycle_expert_steps,
+                                      "action_noise": config.action_noise, "expert_algo": algo,
+                                      "mean_action": mean_action})
         if config.handover_episodes:
             tag = f"handover:{task}"
             expert = SB3Policy(final_expert, obs_key="proprio", noise_std=config.action_noise,
