@@ -200,7 +200,7 @@ def update_summary(name: str, results_dir: Path | None, new_rows: list[dict[str,
     from benchmarks._machine import RESULTS, machine_info
     from genrl_gym.utils import atomic_write
 
-    path = (results_dir or RESULTS) / f"{name}.json"
+    path = (results_dir or RESULTS) / f"{name.removesuffix('.json')}.json"  # `--summary x.json` means x.json too
     rows = json.loads(path.read_text()) if path.exists() else []
     keys = {(r["domain"], r["task"]) for r in new_rows}
     machine = machine_info()

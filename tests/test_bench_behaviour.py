@@ -42,3 +42,13 @@ def test_behaviour_benchmark_writes_summary_rows(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["stand_seed0.json", "walk_seed0.json"]
     again = bench_behaviour.main(argv)
     assert again["tasks"]["stand"]["runs"] == results["tasks"]["stand"]["runs"]
+
+
+def test_update_summary_takes_the_name_with_or_without_json(tmp_path: Path) -> None:
+    row = {"domain": "walker", "task": "stand", "normalised_mean": 0.1}
+    bench_behaviour.update_summary("summary", tmp_path, [row])
+    bench_behaviour.update_summary("summary.json", tmp_path, [{**row, "task": "walk"}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # not summary.json.json
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    assert {r["task"] for r in rows} == {"stand", "walk"}
