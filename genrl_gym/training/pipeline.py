@@ -178,52 +178,46 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
         # SAC samples with a maximum-entropy spread tuned for exploring, not for showing the task: its experts act
         # with their mean action (plus the noise below). PPO's learned spread is part of the policy it evaluated.
         mean_action = algo == "sac"
-        final_expert = ExpertPolicy(stages[task][-1])  # the handover and held-out episodes' expert
+
+        def expert(model: Any, noise: float, seed: int, tag: str) -> SB3Policy:
+            """The expert acting on proprioception with Gaussian action noise ``noise``."""
+            return SB3Policy(model, obs_key="proprio", noise_std=noise, deterministic=mean_action, seed=seed, tag=tag)
+
+        def record(tag: str, policy: Any, episodes: int, seed: int, **fields: Any) -> None:
+            """Collect ``episodes`` episodes of ``policy`` into the data and note the source in the recipe."""
+            collect(task=task, policy=policy, store=data, num_episodes=episodes, source=tag, seed=seed, **common)
+            recipe["sources"].append({"source": tag, "task": task, "episodes": episodes, **fields,
+                                      "expert_algo": algo, "mean_action": mean_action})
+
+        final_expert = ExpertPolicy(stages[task][-1])  # the cycle, handover and held-out episodes' expert
+        warm = config.warm_start.get(task)
         for si, stage in enumerate(stages[task]):
+            stage_expert = ExpertPolicy(stage)
             tag = f"expert:{task}:{stage.stem}"
-            policy = SB3Policy(ExpertPolicy(stage), obs_key="proprio", noise_std=config.action_noise,
-                               deterministic=mean_action, seed=config.seed + 17 * si, tag=tag)
-            collect(task=task, policy=policy, store=data, num_episodes=config.episodes_per_stage, source=tag,
-                    seed=config.seed + 1000 * (ti + 1) + 100 * si, **common)
-            recipe["sources"].append({"source": tag, "task": task, "episodes": config.episodes_per_stage,
-                                      "action_noise": config.action_noise, "expert_algo": algo,
-                                      "mean_action": mean_action, "expert_warm_start": config.warm_start.get(task)})
-        for si, stage in enumerate(stages[task]):
+            record(tag, expert(stage_expert, config.action_noise, config.seed + 17 * si, tag),
+                   config.episodes_per_stage, config.seed + 1000 * (ti + 1) + 100 * si,
+                   action_noise=config.action_noise, expert_warm_start=warm)
             for ni, noise in enumerate(config.explore_noise):
                 tag = f"explore:{task}:{stage.stem}:noise{noise:g}"
-                policy = SB3Policy(ExpertPolicy(stage), obs_key="proprio", noise_std=noise, deterministic=mean_action,
-                                   seed=config.seed + 17 * si + 1000 * (ni + 1), tag=tag)
-                collect(task=task, policy=policy, store=data, num_episodes=config.explore_episodes, source=tag,
-                        seed=config.seed + 300_000 + 1000 * ti + 100 * si + ni, **common)
-                recipe["sources"].append({"source": tag, "task": task, "episodes": config.explore_episodes,
-                                          "action_noise": noise, "expert_algo": algo, "mean_action": mean_action,
-                                          "expert_warm_start": config.warm_start.get(task)})
+                record(tag, expert(stage_expert, noise, config.seed + 17 * si + 1000 * (ni + 1), tag),
+                       config.explore_episodes, config.seed + 300_000 + 1000 * ti + 100 * si + ni,
+                       action_noise=noise, expert_warm_start=warm)
         if config.cycle_episodes:
             tag = f"cycle:{task}"
-            expert = SB3Policy(final_expert, obs_key="proprio", noise_std=config.action_noise,
-                               deterministic=mean_action, seed=config.seed + 888, tag=tag)
-            cycle = HandoverPolicy(RandomPolicy(final_expert.action_space, seed=config.seed + 889), expert,
+            cycle = HandoverPolicy(RandomPolicy(final_expert.action_space, seed=config.seed + 889),
+                                   expert(final_expert, config.action_noise, config.seed + 888, tag),
                                    config.cycle_random_steps, then_steps=config.cycle_expert_steps)
-            collect(task=task, policy=cycle, store=data, num_episodes=config.cycle_episodes, source=tag,
-                    seed=config.seed + 800_000 + 1000 * ti, **common)
-            recipe["sources"].append({"source": tag, "task": task, "episodes": config.cycle_episodes,
-                                      "random_steps_per_cycle": config.cycle_random_steps,
-                                      "expert_steps_per_cycle": config.cycle_expert_steps,
-                                      "action_noise": config.action_noise, "expert_algo": algo,
-                                      "mean_action": mean_action})
+            record(tag, cycle, config.cycle_episodes, config.seed + 800_000 + 1000 * ti,
+                   random_steps_per_cycle=config.cycle_random_steps, expert_steps_per_cycle=config.cycle_expert_steps,
+                   action_noise=config.action_noise)
         if config.handover_episodes:
             tag = f"handover:{task}"
-            expert = SB3Policy(final_expert, obs_key="proprio", noise_std=config.action_noise,
-                               deterministic=mean_action, seed=config.seed + 777, tag=tag)
-            handover = HandoverPolicy(RandomPolicy(final_expert.action_space, seed=config.seed + 778), expert,
+            handover = HandoverPolicy(RandomPolicy(final_expert.action_space, seed=config.seed + 778),
+                                      expert(final_expert, config.action_noise, config.seed + 777, tag),
                                       config.handover_steps)
-            collect(task=task, policy=handover, store=data, num_episodes=config.handover_episodes, source=tag,
-                    seed=config.seed + 700_000 + 1000 * ti, **common)
-            recipe["sources"].append({"source": tag, "task": task, "episodes": config.handover_episodes,
-                                      "random_steps_first": config.handover_steps, "action_noise": config.action_noise,
-                                      "expert_algo": algo, "mean_action": mean_action})
-        final = SB3Policy(final_expert, obs_key="proprio", noise_std=config.action_noise / 2,
-                          deterministic=mean_action, seed=config.seed + 999, tag=f"heldout:{task}")
+            record(tag, handover, config.handover_episodes, config.seed + 700_000 + 1000 * ti,
+                   random_steps_first=config.handover_steps, action_noise=config.action_noise)
+        final = expert(final_expert, config.action_noise / 2, config.seed + 999, f"heldout:{task}")
         collect(task=task, policy=final, store=heldout, num_episodes=config.heldout_episodes, source=f"heldout:{task}",
                 seed=config.seed + 500_000 + 1000 * ti, **common)
     collect(task=tasks[0], policy="random", store=data, num_episodes=config.random_episodes, source="random",
