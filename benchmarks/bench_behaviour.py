@@ -24,9 +24,14 @@ import numpy as np
 def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model: str, prompt: str | None,
                        preset: str, eval_seeds: list[int], video_dir: str | None,
                        align: str | None = None, overrides: dict[str, Any] | None = None,
-                       clock: str = "wall", save_path: str | None = None) -> dict[str, Any]:
+                       clock: str = "wall", save_path: str | None = None,
+                       eval_at: list[float] | None = None) -> dict[str, Any]:
     """One job: train GenRLAgent for ``seconds`` (of wall time, or of this process's CPU time with ``clock="cpu"``)
-    from the task's clip, then evaluate it on the true reward and on the GenRL reward it earns in the real env."""
+    from the task's clip, then evaluate it on the true reward and on the GenRL reward it earns in the real env.
+
+    ``eval_at``: budgets (seconds, below ``seconds``) at which the agent in training is evaluated the same way too, so
+    that one job gives the learning curve over budgets. The evaluation's time is kept off the budget clock and the
+    random number generators are restored after it, so training goes on as if it had not happened."""
     import torch
 
     import genrl_gym  # noqa: F401
@@ -41,6 +46,16 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
 
     now = time.process_time if clock == "cpu" else time.time
     imagined: list[float] = []
+    checkpoints: list[dict[str, Any]] = []
+    pending = sorted(float(s) for s in eval_at or [] if 0 < float(s) < seconds)
+    paused = {"clock": 0.0, "wall": 0.0, "cpu": 0.0}  # time spent evaluating checkpoints, kept off the budget
+
+    def evaluate(agent: Any) -> dict[str, Any]:
+        ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, reward_prompt=clip)
+        tail = imagined[-max(1, len(imagined) // 10):]  # the policy at the end of training
+        return {"updates": agent.num_timesteps, "imagined_reward_per_step": float(np.mean(tail)) if tail else None,
+                "real_genrl_reward_per_step": float(np.mean(ev["genrl_reward_per_step"])),
+                "returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"]}
 
     class Budget(BaseCallback):
         def _on_training_start(self) -> None:
@@ -48,12 +63,22 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
 
         def _on_step(self) -> bool:
             imagined.append(float(self.locals["metrics"]["reward_mean"]))
-            return now() - self.t0 < seconds
+            spent = now() - self.t0 - paused["clock"]
+            if pending and spent >= pending[0]:
+                t, w, c = now(), time.time(), time.process_time()
+                rng = (torch.get_rng_state(), np.random.get_state())
+                checkpoints.append({"seconds": pending.pop(0), **evaluate(self.model)})
+                torch.set_rng_state(rng[0])
+                np.random.set_state(rng[1])
+                paused["clock"] += now() - t
+                paused["wall"] += time.time() - w
+                paused["cpu"] += time.process_time() - c
+            return spent < seconds
 
     agent = GenRLAgent(mfwm, clip, preset=preset, start="data_free", seed=seed, align=align, overrides=overrides)
     t0, c0 = time.time(), time.process_time()
     agent.learn(10**9, callback=Budget())
-    train_s, train_cpu = time.time() - t0, time.process_time() - c0
+    train_s, train_cpu = time.time() - t0 - paused["wall"], time.process_time() - c0 - paused["cpu"]
     if save_path is not None:  # the trained agent, for diagnostics such as benchmarks.diag_exploitation
         agent.save(save_path, model_storage="embed_fp16")
     video = None if video_dir is None else f"{video_dir}/{domain}_{task}_seed{seed}.gif"
@@ -63,7 +88,8 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
             "train_cpu_seconds": train_cpu, "prompt": clip, "agent_config": agent.agent_config,
             "imagined_reward_per_step": float(np.mean(tail)),
             "real_genrl_reward_per_step": float(np.mean(ev["genrl_reward_per_step"])),
-            "returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"]}
+            "returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"],
+            "checkpoints": checkpoints}
 
 
 def random_returns(domain: str, task: str, eval_seeds: list[int]) -> dict[str, Any]:
@@ -85,6 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     p.add_argument("--eval-seeds", type=int, default=3, help="evaluation episodes (seeds 0..n-1) per trained agent")
     p.add_argument("--seconds", type=float, default=180.0, help="wall-time training budget per agent")
+    p.add_argument("--eval-at", type=float, nargs="+", default=[],
+                   help="also evaluate each agent after these budgets (seconds below --seconds, same clock): the "
+                   "learning curve over budgets from the same jobs")
     p.add_argument("--model", default=None, help="default: the domain's model (shipped or GENRL_HOME)")
     p.add_argument("--prompt-dir", default=None, help="use <dir>/<task>.gif instead of the shipped clips")
     p.add_argument("--text", action="store_true", help="prompt each task with its name as text (e.g. 'run'; the "
@@ -121,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
                                        t if args.text else
                                        None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif", args.preset,
-                                       eval_seeds, args.video_dir, args.align, overrides, args.clock)
+                                       eval_seeds, args.video_dir, args.align, overrides, args.clock,
+                                       None, args.eval_at)
                    for t, s in jobs if (t, s) not in done}
         rand = {t: pool.submit(random_returns, args.domain, t, eval_seeds) for t in args.tasks}
         runs = dict(done)
@@ -152,13 +182,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{'yes' if beats else 'no'} | "
                     f"{np.mean([runs[(t, s)]['imagined_reward_per_step'] for s in args.seeds]):.3f} | "
                     f"{np.mean([runs[(t, s)]['real_genrl_reward_per_step'] for s in args.seeds]):.3f} |")
+    budgets = sorted({c["seconds"] for r in runs.values() for c in r.get("checkpoints", [])})
+    if budgets:  # the learning curve over budgets: the same agents evaluated on the way to the full budget
+        rows += ["", "| task | training budget (s) | behaviour updates (per seed) | GenRLAgent mean (per training seed) "
+                 "| normalised | imagined reward/step | real GenRL reward/step |", "|---|---|---|---|---|---|---|"]
+        for t in args.tasks:
+            for b in budgets + [args.seconds]:
+                at = [a for s in args.seeds if (a := _at_budget(runs[(t, s)], b, args.seconds)) is not None]
+                if len(at) != len(args.seeds):  # a job without this checkpoint (e.g. from an earlier run)
+                    continue
+                per_seed_means = ", ".join(f"{a['mean']:.0f}" for a in at)
+                results["tasks"][t].setdefault("by_budget", {})[f"{b:g}"] = {
+                    "mean": float(np.mean([a["mean"] for a in at])),
+                    "normalized_mean": float(np.mean([a["normalized_mean"] for a in at])),
+                    "updates": [a["updates"] for a in at]}
+                rows.append(f"| {t} | {b:g} | {', '.join(str(a['updates']) for a in at)} | "
+                            f"{np.mean([a['mean'] for a in at]):.1f} ({per_seed_means}) | "
+                            f"{np.mean([a['normalized_mean'] for a in at]):.3f} | "
+                            f"{np.mean([a['imagined_reward_per_step'] for a in at]):.3f} | "
+                            f"{np.mean([a['real_genrl_reward_per_step'] for a in at]):.3f} |")
     updates = [runs[k]["updates"] for k in jobs]
     reproduce = reproduce_command(
         "benchmarks.bench_behaviour", ("domain", args.domain), ("tasks", args.tasks), ("seeds", args.seeds),
         ("seconds", f"{args.seconds:.0f}"), ("model", args.model or None), ("prompt-dir", args.prompt_dir or None),
         ("text", bool(args.text)), ("align", args.align or None),
         ("overrides", f"'{args.overrides}'" if args.overrides else None),
-        ("clock", args.clock if args.clock != "wall" else None))
+        ("clock", args.clock if args.clock != "wall" else None),
+        ("eval-at", [f"{b:g}" for b in args.eval_at] or None))
     notes = (f"GenRLAgent (`{args.preset}` preset, data-free starts) trained for {args.seconds:.0f} s of "
              f"{'wall time' if args.clock == 'wall' else 'its own CPU time'} per run "
              f"({min(updates)}-{max(updates)} behaviour updates; the paper uses 50k) from "
@@ -184,6 +234,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "results_file": f"{args.name or f'behaviour_{args.domain}'}.json"} for t in args.tasks])
     print("\n".join(rows))
     return results
+
+
+def _at_budget(run: dict[str, Any], budget: float, full: float) -> dict[str, Any] | None:
+    """A job's evaluation after ``budget`` seconds of training: the final one, or the checkpoint of that budget."""
+    if budget == full:
+        return run
+    return next((c for c in run.get("checkpoints", []) if c["seconds"] == budget), None)
 
 
 def _model_sha256(model: str) -> str | None:

@@ -52,3 +52,25 @@ def test_update_summary_takes_the_name_with_or_without_json(tmp_path: Path) -> N
     rows = json.loads((tmp_path / "summary.json").read_text())
     rows = rows["rows"] if isinstance(rows, dict) else rows
     assert {r["task"] for r in rows} == {"stand", "walk"}
+
+
+def test_eval_at_gives_the_learning_curve_from_the_same_jobs(tmp_path: Path) -> None:
+    model = save_tiny_model(tmp_path / "walker.pt")
+    save_random_clip(tmp_path / "clips" / "stand.gif", 16)
+    res = tmp_path / "res"
+    argv = ["--domain", "walker", "--tasks", "stand", "--seeds", "0", "--eval-seeds", "1", "--seconds", "3",
+            "--eval-at", "1", "2", "--clock", "cpu", "--model", str(model), "--prompt-dir", str(tmp_path / "clips"),
+            "--preset", "tiny", "--results-dir", str(res), "--summary", "", "--name", "beh", "--workers", "1",
+            "--run-dir", str(tmp_path / "run")]
+    results = bench_behaviour.main(argv)
+    run = results["tasks"]["stand"]["runs"][0]
+    assert [c["seconds"] for c in run["checkpoints"]] == [1.0, 2.0]
+    updates = [c["updates"] for c in run["checkpoints"]] + [run["updates"]]
+    assert 0 < updates[0] < updates[1] < updates[2]  # the same agent, evaluated on its way to the full budget
+    # the checkpoints' evaluation time is kept off the training budget: 3 s of training, not 3 s + 2 evaluations
+    assert 3.0 <= run["train_cpu_seconds"] < 4.5
+    assert set(results["tasks"]["stand"]["by_budget"]) == {"1", "2", "3"}
+    assert results["tasks"]["stand"]["by_budget"]["3"]["mean"] == run["mean"]
+    assert "| stand | 2 |" in (res / "beh.md").read_text()
+    assert "--eval-at 1 2" in (res / "beh.md").read_text()
+
