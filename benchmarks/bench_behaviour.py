@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("text", bool(args.text)), ("align", args.align or None),
         ("overrides", f"'{args.overrides}'" if args.overrides else None),
         ("clock", args.clock if args.clock != "wall" else None),
-        ("eval-at", [f"{b:g}" for b in args.eval_at] or None))
+        ("eval-at", [f"{b:g}" for b in args.eval_at] or None),
+        ("workers", args.workers if args.workers != 2 else None), ("name", args.name or None),
+        ("summary", "''" if not args.summary else args.summary if args.summary != "behaviour_summary" else None))
     notes = (f"GenRLAgent (`{args.preset}` preset, data-free starts) trained for {args.seconds:.0f} s of "
              f"{'wall time' if args.clock == 'wall' else 'its own CPU time'} per run "
              f"({min(updates)}-{max(updates)} behaviour updates; the paper uses 50k) from "

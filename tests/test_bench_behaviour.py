@@ -72,5 +72,5 @@ def test_eval_at_gives_the_learning_curve_from_the_same_jobs(tmp_path: Path) -> 
     assert set(results["tasks"]["stand"]["by_budget"]) == {"1", "2", "3"}
     assert results["tasks"]["stand"]["by_budget"]["3"]["mean"] == run["mean"]
     assert "| stand | 2 |" in (res / "beh.md").read_text()
-    assert "--eval-at 1 2" in (res / "beh.md").read_text()
+    assert "--eval-at 1 2 --workers 1 --name beh --summary ''" in (res / "beh.md").read_text()
 
