@@ -48,11 +48,13 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
     imagined: list[float] = []
     checkpoints: list[dict[str, Any]] = []
     pending = sorted(float(s) for s in eval_at or [] if 0 < float(s) < seconds)
-    paused = {"clock": 0.0, "wall": 0.0, "cpu": 0.0}  # time spent evaluating checkpoints, kept off the budget
+    paused = {"wall": 0.0, "cpu": 0.0}  # time spent evaluating checkpoints, kept off the budget
+    clock_key = "cpu" if clock == "cpu" else "wall"
 
-    def evaluate(agent: Any) -> dict[str, Any]:
-        ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, reward_prompt=clip)
-        tail = imagined[-max(1, len(imagined) // 10):]  # the policy at the end of training
+    def evaluate(agent: Any, video_path: str | None = None) -> dict[str, Any]:
+        """The agent's true return and real GenRL reward per step, beside its imagined reward of late training."""
+        ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, video_path=video_path, reward_prompt=clip)
+        tail = imagined[-max(1, len(imagined) // 10):]  # the policy at the end of training (so far)
         return {"updates": agent.num_timesteps, "imagined_reward_per_step": float(np.mean(tail)) if tail else None,
                 "real_genrl_reward_per_step": float(np.mean(ev["genrl_reward_per_step"])),
                 "returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"]}
@@ -63,14 +65,13 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
 
         def _on_step(self) -> bool:
             imagined.append(float(self.locals["metrics"]["reward_mean"]))
-            spent = now() - self.t0 - paused["clock"]
+            spent = now() - self.t0 - paused[clock_key]
             if pending and spent >= pending[0]:
-                t, w, c = now(), time.time(), time.process_time()
+                w, c = time.time(), time.process_time()
                 rng = (torch.get_rng_state(), np.random.get_state())
                 checkpoints.append({"seconds": pending.pop(0), **evaluate(self.model)})
                 torch.set_rng_state(rng[0])
                 np.random.set_state(rng[1])
-                paused["clock"] += now() - t
                 paused["wall"] += time.time() - w
                 paused["cpu"] += time.process_time() - c
             return spent < seconds
@@ -82,14 +83,8 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
     if save_path is not None:  # the trained agent, for diagnostics such as benchmarks.diag_exploitation
         agent.save(save_path, model_storage="embed_fp16")
     video = None if video_dir is None else f"{video_dir}/{domain}_{task}_seed{seed}.gif"
-    ev = evaluate_task_return(agent, domain, task, seeds=eval_seeds, video_path=video, reward_prompt=clip)
-    tail = imagined[-max(1, len(imagined) // 10):]  # the policy at the end of training
-    return {"task": task, "seed": seed, "align": agent.align, "updates": agent.num_timesteps, "train_seconds": train_s,
-            "train_cpu_seconds": train_cpu, "prompt": clip, "agent_config": agent.agent_config,
-            "imagined_reward_per_step": float(np.mean(tail)),
-            "real_genrl_reward_per_step": float(np.mean(ev["genrl_reward_per_step"])),
-            "returns": ev["returns"], "mean": ev["mean"], "normalized_mean": ev["normalized_mean"],
-            "checkpoints": checkpoints}
+    return {"task": task, "seed": seed, "align": agent.align, "train_seconds": train_s, "train_cpu_seconds": train_cpu,
+            "prompt": clip, "agent_config": agent.agent_config, **evaluate(agent, video), "checkpoints": checkpoints}
 
 
 def random_returns(domain: str, task: str, eval_seeds: list[int]) -> dict[str, Any]:
@@ -191,16 +186,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 at = [a for s in args.seeds if (a := _at_budget(runs[(t, s)], b, args.seconds)) is not None]
                 if len(at) != len(args.seeds):  # a job without this checkpoint (e.g. from an earlier run)
                     continue
-                per_seed_means = ", ".join(f"{a['mean']:.0f}" for a in at)
+                row = {k: float(np.mean([a[k] for a in at])) for k in ("mean", "normalized_mean",
+                                                                       "imagined_reward_per_step",
+                                                                       "real_genrl_reward_per_step")}
                 results["tasks"][t].setdefault("by_budget", {})[f"{b:g}"] = {
-                    "mean": float(np.mean([a["mean"] for a in at])),
-                    "normalized_mean": float(np.mean([a["normalized_mean"] for a in at])),
-                    "updates": [a["updates"] for a in at]}
-                rows.append(f"| {t} | {b:g} | {', '.join(str(a['updates']) for a in at)} | "
-                            f"{np.mean([a['mean'] for a in at]):.1f} ({per_seed_means}) | "
-                            f"{np.mean([a['normalized_mean'] for a in at]):.3f} | "
-                            f"{np.mean([a['imagined_reward_per_step'] for a in at]):.3f} | "
-                            f"{np.mean([a['real_genrl_reward_per_step'] for a in at]):.3f} |")
+                    "mean": row["mean"], "normalized_mean": row["normalized_mean"], "updates": [a["updates"] for a in at]}
+                per_seed_means = ", ".join(f"{a['mean']:.0f}" for a in at)
+                rows.append(f"| {t} | {b:g} | {', '.join(str(a['updates']) for a in at)} | {row['mean']:.1f} "
+                            f"({per_seed_means}) | {row['normalized_mean']:.3f} | {row['imagined_reward_per_step']:.3f} | "
+                            f"{row['real_genrl_reward_per_step']:.3f} |")
     updates = [runs[k]["updates"] for k in jobs]
     reproduce = reproduce_command(
         "benchmarks.bench_behaviour", ("domain", args.domain), ("tasks", args.tasks), ("seeds", args.seeds),
