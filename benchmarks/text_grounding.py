@@ -31,8 +31,8 @@ import numpy as np
 from benchmarks._machine import write_results
 from genrl_gym.model_store import PRETRAINED_DIR, resolve_model
 from genrl_gym.prompts import example, read_video, target_from_prompt
-from genrl_gym.reward import target_horizon
-from genrl_gym.training.report import env_rewards, posterior_modes, random_episode_frames
+from genrl_gym.reward import env_rewards, posterior_modes, target_horizon
+from genrl_gym.training.report.numbers import random_episode_frames
 from genrl_gym.utils import PromptError, atomic_write
 from genrl_gym.vlm.grounding import captions
 
