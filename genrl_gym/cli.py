@@ -43,7 +43,7 @@ from genrl_gym.model_store import available_models, resolve_model
 from genrl_gym.prompts import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_target, example, target_from_prompt, write_video
 from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
 from genrl_gym.training.export import export_model
-from genrl_gym.training.grounding import DEFAULT_METHOD, DEFAULT_RIDGE, DEFAULT_SEEDS, ground_model
+from genrl_gym.training.grounding import DEFAULT_METHOD, DEFAULT_RIDGE, DEFAULT_SEEDS, DEFAULT_TARGET_HORIZON, ground_model
 from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
 from genrl_gym.training.report import model_report
 from genrl_gym.training.trainer import train_mfwm
@@ -178,6 +178,8 @@ class GroundArgs:
     """Episode store with task-labelled episodes to fit on too."""
     seeds: int = field(default=DEFAULT_SEEDS, metadata=_POSITIVE)
     """Connector seeds of each clip's decoded target."""
+    target_steps: int = field(default=DEFAULT_TARGET_HORIZON, metadata=_POSITIVE)
+    """Steps of each decoded target rollout; the fitting windows are its 8-frame windows (7 steps: the first only)."""
     method: Literal["kernel", "ridge"] = DEFAULT_METHOD
     """The map: kernel regression over the captions or a ridge (linear) map."""
     ridge: float = DEFAULT_RIDGE
@@ -432,7 +434,8 @@ def _print_text_behaviours(domain: str | None) -> None:
 
 def cmd_ground(args: GroundArgs) -> int:
     command = "genrl ground " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
-    grounding, path = ground_model(args.model, out=args.out, store=args.store, seeds=args.seeds, method=args.method,
+    grounding, path = ground_model(args.model, out=args.out, store=args.store, seeds=args.seeds,
+                                   horizon=args.target_steps, method=args.method,
                                    ridge=args.ridge, threshold=args.threshold, command=command)
     print(f"text grounding of {args.model}: behaviours {', '.join(grounding.behaviours)}, "
           f"{grounding.info['windows']} windows, {len(grounding.caption_texts)} captions -> {path}")

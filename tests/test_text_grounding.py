@@ -238,3 +238,19 @@ def test_a_model_with_a_language_vlm_gets_no_grounding(model_dir: Path, encoder:
 
     with pytest.raises(ValueError, match="has language weights"):
         fit_text_grounding(resolve_model(model_dir), _windows(), CAPTIONS, vlm=LanguageVLM(), encoder=encoder)
+
+
+def test_ground_model_fits_on_the_decoded_targets_windows(model_dir: Path, encoder: BagOfWords) -> None:
+    """``genrl ground``'s path: the domain's shipped clips decoded by the model, ``seeds`` targets of ``horizon`` steps
+    each cut into 8-frame windows (7 steps: one window per seed), written beside the model."""
+    from genrl_gym.training.grounding import ground_model
+
+    g, path = ground_model(model_dir, seeds=2, horizon=7)
+    assert path == model_dir / GROUNDING_FILE and path.is_file()
+    assert g.behaviours == ["stand", "walk", "run"]
+    assert g.info["windows_per_task"] == {"stand": 2, "walk": 2, "run": 2}  # seeds x (horizon + 1 - 7)
+    assert "(7 steps)" in g.info["data"][0]
+    g9, _ = ground_model(model_dir, seeds=2, horizon=9, out=model_dir / "g9")
+    assert g9.info["windows_per_task"]["walk"] == 6
+    with pytest.raises(ValueError, match="at least 7 steps"):
+        ground_model(model_dir, seeds=2, horizon=6)

@@ -89,6 +89,9 @@ def model_task_windows(model: Any, clips: Mapping[str, str | os.PathLike[str]], 
     :param clips: ``{task: video prompt}`` (e.g. :func:`genrl_gym.prompts.list_examples`).
     :return: ``{task: uint8 [seeds * (horizon - 6), 8, 64, 64, 3]}``.
     """
+    if horizon < DEFAULT_WINDOW - 1:
+        raise ValueError(f"horizon={horizon}: a decoded target of {horizon + 1} frames holds no {DEFAULT_WINDOW}-frame "
+                         f"window; use at least {DEFAULT_WINDOW - 1} steps")
     out = {}
     for task, clip in clips.items():
         windows = []
@@ -236,8 +239,8 @@ def record_in_model_json(path: str | os.PathLike[str], grounding: TextGrounding)
 
 
 def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
-                 store: str | os.PathLike[str] | None = None, seeds: int = DEFAULT_SEEDS, method: str = DEFAULT_METHOD,
-                 ridge: float = DEFAULT_RIDGE,
+                 store: str | os.PathLike[str] | None = None, seeds: int = DEFAULT_SEEDS,
+                 horizon: int = DEFAULT_TARGET_HORIZON, method: str = DEFAULT_METHOD, ridge: float = DEFAULT_RIDGE,
                  threshold: float = DEFAULT_THRESHOLD, command: str | None = None) -> tuple[TextGrounding, Path]:
     """Fit a model's grounding from its shipped/packaged prompt clips (and ``store``), write ``grounding.npz`` beside
     it (or into ``out``) and record it in ``model.json["text_grounding"]`` when that file exists there.
@@ -255,8 +258,8 @@ def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] |
         clips = {t: p for (_, t), p in list_examples(mfwm.domain).items()}
     order = {t: i for i, t in enumerate(tasks_of(mfwm.domain))}  # the task table's order
     clips = dict(sorted(clips.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
-    windows = model_task_windows(mfwm, clips, seeds=seeds) if clips else {}
-    sources = [f"decoded connector targets of the prompt clips {sorted(clips)} x {seeds} seeds"]
+    windows = model_task_windows(mfwm, clips, seeds=seeds, horizon=horizon) if clips else {}
+    sources = [f"decoded connector targets ({horizon} steps) of the prompt clips {sorted(clips)} x {seeds} seeds"]
     if store is not None:
         extra = _store_windows(store, list(clips) or None)
         for task, w in extra.items():
