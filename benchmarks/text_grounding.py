@@ -42,9 +42,15 @@ RANDOM_FRAMES = 250
 SECTION = "## Text prompts"
 
 
-def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES,
-                        random_frames: int = RANDOM_FRAMES) -> dict[str, Any]:
-    """The text discrimination matrix and refusal measurements of one grounded model (see the module docstring)."""
+def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES, random_frames: int = RANDOM_FRAMES,
+                        phrase_set: str = "heldout") -> dict[str, Any]:
+    """The text discrimination matrix and refusal measurements of one grounded model (see the module docstring).
+
+    :param phrase_set: ``"heldout"`` (the test: phrasings never used in fitting) or ``"fitting"`` (the validation of a
+        fitting choice: the model's own fitting captions, which map onto its behaviours' prototypes).
+    """
+    if phrase_set not in ("heldout", "fitting"):
+        raise ValueError(f"phrase_set must be 'heldout' or 'fitting', got {phrase_set!r}")
     grounding = model.text_grounding
     if grounding is None:
         raise ValueError(f"the {model.domain} model has no text grounding: fit one with `genrl ground --model ...`")
@@ -64,8 +70,10 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES,
 
     clip_rows = {b: row(target_from_prompt(model, example(model.domain, b), horizon=horizon).features) for b in tasks}
     phrases: list[dict[str, Any]] = []
+    phrase_sets = c["heldout"] if phrase_set == "heldout" else {  # the captions the grounding was fitted on
+        b: [t for t, k in zip(grounding.caption_texts, grounding.caption_labels) if tasks[int(k)] == b] for b in tasks}
     for task in tasks:
-        for text in c["heldout"].get(task, []):
+        for text in phrase_sets.get(task, []):
             g = grounding.assess(text)
             entry: dict[str, Any] = {"task": task, "text": text, "similarity": g.similarity, "closest": g.behaviour,
                                      "anchor": g.anchor, "anchor_similarity": g.anchor_similarity}
@@ -95,6 +103,7 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES,
                 for t in tasks}
     return {"domain": model.domain, "tasks": tasks, "align": align, "target_steps": horizon + 1,
             "threshold": grounding.threshold, "grounding": grounding.record(), "clip_rows": clip_rows,
+            "phrase_set": phrase_set,
             "phrases": phrases, "offtask": off, "per_task": per_task,
             "all_grounded_own_highest": all(p["own_highest"] for p in grounded),
             "grounded_share": len(grounded) / max(len(phrases), 1),
@@ -104,7 +113,8 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES,
 
 def _table(r: dict[str, Any]) -> str:
     tasks = r["tasks"]
-    head = "| phrase (held-out) | task | s | " + " | ".join(f"{b} frames" for b in tasks) + " | random | own highest? |"
+    kind = "held-out" if r.get("phrase_set", "heldout") == "heldout" else "fitting"
+    head = f"| phrase ({kind}) | task | s | " + " | ".join(f"{b} frames" for b in tasks) + " | random | own highest? |"
     lines = [head, "|" + "---|" * (len(tasks) + 5)]
     for b in tasks:
         cr = r["clip_rows"][b]
@@ -165,7 +175,9 @@ def markdown(r: dict[str, Any]) -> str:
         "path makes the target with the connector (no aligner: the mapped embedding already is a video embedding). "
         "Offline text means paraphrases of these behaviours, not new ones.",
         "",
-        f"**Held-out phrasings** (never used in fitting, `captions.json` `heldout`): {grounded} of {n} grounded; "
+        ("**Held-out phrasings** (never used in fitting, `captions.json` `heldout`): " if r.get("phrase_set", "heldout")
+         == "heldout" else "**Fitting captions** (a validation, not the test: the task table's prompt and `captions.json` "
+         "`fitting`): ") + f"{grounded} of {n} grounded; "
         f"**{ok} of {n} score their own task's frames highest and above random** ({counts}; a refused phrasing "
         "counts as a failure)." + (" With one task, the random column is the only comparison." if len(r["tasks"]) == 1
                                     else "") + f" Entry: mean GenRL reward per step of the "
@@ -205,18 +217,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domains", nargs="*", default=list(DOMAINS))
     p.add_argument("--no-report", action="store_true", help="do not touch the models' REPORT.md")
+    p.add_argument("--phrases", choices=("heldout", "fitting"), default="heldout",
+                   help="held-out phrasings (the test; default) or the fitting captions (validation of a fitting "
+                        "choice, written to text_grounding_fitting.*, never into REPORT.md)")
     args = p.parse_args(argv)
     results, tables = {}, []
     for domain in args.domains:
-        r = text_discrimination(resolve_model(domain))
+        r = text_discrimination(resolve_model(domain), phrase_set=args.phrases)
         results[domain] = r
         section = markdown(r)
         tables.append(section.replace(SECTION, f"## {domain}", 1))
-        if not args.no_report:
+        if not args.no_report and args.phrases == "heldout":
             write_report_section(domain, section)
         print(f"{domain}: own task highest and above random {sum(v['passed'] for v in r['per_task'].values())}/"
               f"{sum(v['phrasings'] for v in r['per_task'].values())}, off-task refused {r['refused_share']:.0%}")
-    write_results("text_grounding", results, "\n\n".join(tables))
+    write_results("text_grounding" if args.phrases == "heldout" else "text_grounding_fitting", results,
+                  "\n\n".join(tables))
     return 0
 
 

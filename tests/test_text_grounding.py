@@ -254,3 +254,29 @@ def test_ground_model_fits_on_the_decoded_targets_windows(model_dir: Path, encod
     assert g9.info["windows_per_task"]["walk"] == 6
     with pytest.raises(ValueError, match="at least 7 steps"):
         ground_model(model_dir, seeds=2, horizon=6)
+
+
+@pytest.mark.parametrize("phrase_set", ["heldout", "fitting"])
+def test_text_grounding_benchmark_scores_the_chosen_phrase_set(model_dir: Path, encoder: BagOfWords,
+                                                               phrase_set: str) -> None:
+    """benchmarks.text_grounding: the test (held-out phrasings) or the validation of a fitting choice (the fitting
+    captions); every phrase is either refused or scored on every task's clip frames and the random episodes."""
+    from benchmarks.text_grounding import markdown, text_discrimination
+    from genrl_gym.vlm.grounding import captions
+
+    model = resolve_model(model_dir)
+    model.text_grounding = _fit(model, encoder)
+    clear_cache(model)
+    try:
+        r = text_discrimination(model, random_episodes=1, random_frames=24, phrase_set=phrase_set)
+    finally:
+        model.text_grounding = None
+        clear_cache(model)
+    expected = captions()["heldout"] if phrase_set == "heldout" else CAPTIONS
+    assert [p["text"] for p in r["phrases"]] == [t for task in r["tasks"] for t in expected[task]]
+    for p in r["phrases"]:
+        assert not p["grounded"] or set(p["row"]) == {"stand", "walk", "run", "random"}
+    assert r["phrase_set"] == phrase_set
+    assert ("Held-out phrasings" in markdown(r)) == (phrase_set == "heldout")
+    with pytest.raises(ValueError, match="phrase_set"):
+        text_discrimination(model, phrase_set="all")
