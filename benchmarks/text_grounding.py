@@ -199,7 +199,8 @@ def markdown(r: dict[str, Any]) -> str:
         + (f" ({', '.join(repr(t) for t in refused_on)})" if refused_on else "") + ".",
         "",
         f"Reproduce: `{g.get('command', 'genrl ground --model ' + r['domain'])}`, then "
-        f"`python -m benchmarks.text_grounding --domains {r['domain']}`.", ""])
+        f"`python -m benchmarks.text_grounding --domains {r['domain']}"
+        + (" --phrases fitting" if r.get("phrase_set") == "fitting" else "") + "`.", ""])
 
 
 def write_report_section(domain: str, section: str, root: Path = PRETRAINED_DIR) -> Path:

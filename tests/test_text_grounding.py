@@ -278,5 +278,6 @@ def test_text_grounding_benchmark_scores_the_chosen_phrase_set(model_dir: Path, 
         assert not p["grounded"] or set(p["row"]) == {"stand", "walk", "run", "random"}
     assert r["phrase_set"] == phrase_set
     assert ("Held-out phrasings" in markdown(r)) == (phrase_set == "heldout")
+    assert ("--phrases fitting`" in markdown(r)) == (phrase_set == "fitting")
     with pytest.raises(ValueError, match="phrase_set"):
         text_discrimination(model, phrase_set="all")
