@@ -216,7 +216,8 @@ def write_report_section(domain: str, section: str, root: Path = PRETRAINED_DIR)
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--domains", nargs="*", default=list(DOMAINS))
+    p.add_argument("--domains", nargs="*", default=list(DOMAINS),
+                   help="shipped models by domain name, or model folders (those with --no-report)")
     p.add_argument("--no-report", action="store_true", help="do not touch the models' REPORT.md")
     p.add_argument("--phrases", choices=("heldout", "fitting"), default="heldout",
                    help="held-out phrasings (the test; default) or the fitting captions (validation of a fitting "
