@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--summary", default="behaviour_summary",
                    help="summary file under benchmarks/results whose rows for these tasks are replaced ('' = none)")
     p.add_argument("--run-dir", default=None, help="per-job results, the resume point (default runs/<name>)")
+    p.add_argument("--save-agents", action="store_true",
+                   help="keep each trained agent as <run-dir>/<task>_seed<k>.zip (for benchmarks.diag_exploitation)")
     p.add_argument("--results-dir", default=None, help="where results go (default benchmarks/results)")
     p.add_argument("--align", choices=["sequence", "phase", "none"], default=None,
                    help="the reward's alignment (genrl_gym.reward.trajectory_match; default: the model's)")
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                        t if args.text else
                                        None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif", args.preset,
                                        eval_seeds, args.video_dir, args.align, overrides, args.clock,
-                                       None, args.eval_at)
+                                       str(run_dir / f"{t}_seed{s}.zip") if args.save_agents else None, args.eval_at)
                    for t, s in jobs if (t, s) not in done}
         rand = {t: pool.submit(random_returns, args.domain, t, eval_seeds) for t in args.tasks}
         runs = dict(done)
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("clock", args.clock if args.clock != "wall" else None),
         ("eval-at", [f"{b:g}" for b in args.eval_at] or None),
         ("workers", args.workers if args.workers != 2 else None), ("name", args.name or None),
+        ("save-agents", bool(args.save_agents)),
         ("summary", "''" if not args.summary else args.summary if args.summary != "behaviour_summary" else None))
     notes = (f"GenRLAgent (`{args.preset}` preset, data-free starts) trained for {args.seconds:.0f} s of "
              f"{'wall time' if args.clock == 'wall' else 'its own CPU time'} per run "

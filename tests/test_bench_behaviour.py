@@ -9,6 +9,7 @@ import pytest
 from helpers import save_random_clip, save_tiny_model
 
 from benchmarks import bench_behaviour
+from genrl_gym.agents import GenRLAgent
 
 pytestmark = pytest.mark.slow
 
@@ -61,9 +62,10 @@ def test_eval_at_gives_the_learning_curve_from_the_same_jobs(tmp_path: Path) -> 
     argv = ["--domain", "walker", "--tasks", "stand", "--seeds", "0", "--eval-seeds", "1", "--seconds", "3",
             "--eval-at", "1", "2", "--clock", "cpu", "--model", str(model), "--prompt-dir", str(tmp_path / "clips"),
             "--preset", "tiny", "--results-dir", str(res), "--summary", "", "--name", "beh", "--workers", "1",
-            "--run-dir", str(tmp_path / "run")]
+            "--run-dir", str(tmp_path / "run"), "--save-agents"]
     results = bench_behaviour.main(argv)
     run = results["tasks"]["stand"]["runs"][0]
+    assert GenRLAgent.load(tmp_path / "run" / "stand_seed0.zip").num_timesteps == run["updates"]  # --save-agents
     assert [c["seconds"] for c in run["checkpoints"]] == [1.0, 2.0]
     updates = [c["updates"] for c in run["checkpoints"]] + [run["updates"]]
     assert 0 < updates[0] < updates[1] < updates[2]  # the same agent, evaluated on its way to the full budget
@@ -72,5 +74,5 @@ def test_eval_at_gives_the_learning_curve_from_the_same_jobs(tmp_path: Path) -> 
     assert set(results["tasks"]["stand"]["by_budget"]) == {"1", "2", "3"}
     assert results["tasks"]["stand"]["by_budget"]["3"]["mean"] == run["mean"]
     assert "| stand | 2 |" in (res / "beh.md").read_text()
-    assert "--eval-at 1 2 --workers 1 --name beh --summary ''" in (res / "beh.md").read_text()
+    assert "--eval-at 1 2 --workers 1 --name beh --save-agents --summary ''" in (res / "beh.md").read_text()
 
