@@ -113,7 +113,7 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES, r
 
 def _table(r: dict[str, Any]) -> str:
     tasks = r["tasks"]
-    kind = "held-out" if r.get("phrase_set", "heldout") == "heldout" else "fitting"
+    kind = "held-out" if r["phrase_set"] == "heldout" else "fitting"
     head = f"| phrase ({kind}) | task | s | " + " | ".join(f"{b} frames" for b in tasks) + " | random | own highest? |"
     lines = [head, "|" + "---|" * (len(tasks) + 5)]
     for b in tasks:
@@ -166,6 +166,7 @@ def markdown(r: dict[str, Any]) -> str:
     m_off = np.array([o["similarity"] - o["anchor_similarity"] for o in r["offtask"]])
     refused_on = [p["text"] for p in on if not p["grounded"]]
     accepted_off = [o["text"] for o in r["offtask"] if not o["refused"]]
+    heldout = r["phrase_set"] == "heldout"
     return "\n".join([
         SECTION, "",
         f"This model's VLM is video-only; text reaches it through its text grounding (`grounding.npz`, "
@@ -175,9 +176,9 @@ def markdown(r: dict[str, Any]) -> str:
         "path makes the target with the connector (no aligner: the mapped embedding already is a video embedding). "
         "Offline text means paraphrases of these behaviours, not new ones.",
         "",
-        ("**Held-out phrasings** (never used in fitting, `captions.json` `heldout`): " if r.get("phrase_set", "heldout")
-         == "heldout" else "**Fitting captions** (a validation, not the test: the task table's prompt and `captions.json` "
-         "`fitting`): ") + f"{grounded} of {n} grounded; "
+        ("**Held-out phrasings** (never used in fitting, `captions.json` `heldout`): " if heldout else
+         "**Fitting captions** (a validation, not the test: the task table's prompt and `captions.json` `fitting`): ")
+        + f"{grounded} of {n} grounded; "
         f"**{ok} of {n} score their own task's frames highest and above random** ({counts}; a refused phrasing "
         "counts as a failure)." + (" With one task, the random column is the only comparison." if len(r["tasks"]) == 1
                                     else "") + f" Entry: mean GenRL reward per step of the "
@@ -187,8 +188,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         _table(r), "",
         f"**Refusals.** Grounded iff `s >= {r['threshold']:.2f}` and `s` exceeds the similarity `a` to the nearest "
-        f"*anchor* caption ({g['anchor_captions']} behaviours outside this model's data). Measured: held-out on-task "
-        f"phrasings s {s_on.min():.2f}..{s_on.max():.2f} (s - a {m_on.min():+.2f}..{m_on.max():+.2f}); "
+        f"*anchor* caption ({g['anchor_captions']} behaviours outside this model's data). Measured: "
+        f"{'held-out on-task phrasings' if heldout else 'on-task fitting captions'} s {s_on.min():.2f}..{s_on.max():.2f} "
+        f"(s - a {m_on.min():+.2f}..{m_on.max():+.2f}); "
         f"off-task phrases ({len(r['offtask'])}: e.g. 'do a backflip', 'make coffee', 'fly', 'swim', 'read a book', and "
         f"the held-out phrasings of behaviours this model lacks) s {s_off.min():.2f}..{s_off.max():.2f} "
         f"(s - a {m_off.min():+.2f}..{m_off.max():+.2f}). The similarity ranges overlap, so a threshold alone cannot "
@@ -200,7 +202,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Reproduce: `{g.get('command', 'genrl ground --model ' + r['domain'])}`, then "
         f"`python -m benchmarks.text_grounding --domains {r['domain']}"
-        + (" --phrases fitting" if r.get("phrase_set") == "fitting" else "") + "`.", ""])
+        + ("" if heldout else " --phrases fitting") + "`.", ""])
 
 
 def write_report_section(domain: str, section: str, root: Path = PRETRAINED_DIR) -> Path:

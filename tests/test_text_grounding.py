@@ -279,5 +279,6 @@ def test_text_grounding_benchmark_scores_the_chosen_phrase_set(model_dir: Path, 
     assert r["phrase_set"] == phrase_set
     assert ("Held-out phrasings" in markdown(r)) == (phrase_set == "heldout")
     assert ("--phrases fitting`" in markdown(r)) == (phrase_set == "fitting")
+    assert ("Measured: held-out on-task phrasings" in markdown(r)) == (phrase_set == "heldout")
     with pytest.raises(ValueError, match="phrase_set"):
         text_discrimination(model, phrase_set="all")
