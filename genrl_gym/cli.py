@@ -43,7 +43,8 @@ from genrl_gym.model_store import available_models, resolve_model
 from genrl_gym.prompts import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode_target, example, target_from_prompt, write_video
 from genrl_gym.training.experts import ExpertPolicy, is_expert_stage
 from genrl_gym.training.export import export_model
-from genrl_gym.training.grounding import DEFAULT_METHOD, DEFAULT_RIDGE, DEFAULT_SEEDS, DEFAULT_TARGET_HORIZON, ground_model
+from genrl_gym.training.grounding import (DEFAULT_CAPTION_SETS, DEFAULT_METHOD, DEFAULT_RIDGE, DEFAULT_SEEDS,
+                                         DEFAULT_TARGET_HORIZON, ground_model)
 from genrl_gym.training.pipeline import PipelineConfig, run_pipeline
 from genrl_gym.training.report import model_report
 from genrl_gym.training.trainer import train_mfwm
@@ -186,6 +187,8 @@ class GroundArgs:
     """Ridge penalty of the ridge map."""
     threshold: float = DEFAULT_THRESHOLD
     """Grounding threshold: the least sentence cosine similarity to a known behaviour's captions."""
+    caption_sets: tuple[str, ...] = DEFAULT_CAPTION_SETS
+    """Fitting caption sets of genrl_gym/vlm/captions.json (e.g. fitting fitting_extra)."""
 
 
 @dataclass(kw_only=True)
@@ -436,7 +439,8 @@ def cmd_ground(args: GroundArgs) -> int:
     command = "genrl ground " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     grounding, path = ground_model(args.model, out=args.out, store=args.store, seeds=args.seeds,
                                    horizon=args.target_steps, method=args.method,
-                                   ridge=args.ridge, threshold=args.threshold, command=command)
+                                   ridge=args.ridge, threshold=args.threshold, caption_sets=args.caption_sets,
+                                   command=command)
     print(f"text grounding of {args.model}: behaviours {', '.join(grounding.behaviours)}, "
           f"{grounding.info['windows']} windows, {len(grounding.caption_texts)} captions -> {path}")
     return 0

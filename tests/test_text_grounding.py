@@ -190,12 +190,19 @@ def test_captions_of_the_shipped_sets() -> None:
     c = captions()
     for task in ("stand", "walk", "run"):
         assert len(c["heldout"][task]) >= 10
-        assert not set(c["heldout"][task]) & {t for v in c["fitting"].values() for t in v}  # never used in fitting
+        fitting = {t for name in ("fitting", "fitting_extra") for v in c[name].values() for t in v}
+        assert not set(c["heldout"][task]) & fitting  # never used in any fitting set
     caps = task_captions("walker", ["stand", "walk", "run"])
     assert caps["stand"][0] == "standing up straight" and "stand" in caps["stand"]
     anchors = anchor_captions("walker", ["stand", "walk", "run"])
     assert "doing backflips" in anchors and "walk" not in anchors
     assert "walk" in anchor_captions("cheetah", ["run"])  # a behaviour the model lacks is an anchor
+    extended = task_captions("walker", ["stand", "walk", "run"], ("fitting", "fitting_extra"))
+    assert extended["walk"] == caps["walk"] + c["fitting_extra"]["walk"]
+    assert "march" in anchor_captions("cheetah", ["run"], ("fitting", "fitting_extra"))  # the anchors follow the sets
+    assert "march" not in anchor_captions("cheetah", ["run"])
+    with pytest.raises(ValueError, match="held-out sets only evaluate"):
+        task_captions("walker", ["walk"], ("heldout",))
 
 
 def test_encoder_sha256_mismatch_names_file_digests_and_fix(tmp_path: Path) -> None:
@@ -252,6 +259,12 @@ def test_ground_model_fits_on_the_decoded_targets_windows(model_dir: Path, encod
     assert "(7 steps)" in g.info["data"][0]
     g9, _ = ground_model(model_dir, seeds=2, horizon=9, out=model_dir / "g9")
     assert g9.info["windows_per_task"]["walk"] == 6
+    assert g.info["caption_sets"] == ["fitting"]
+    gx, _ = ground_model(model_dir, seeds=2, horizon=7, out=model_dir / "gx", caption_sets=("fitting", "fitting_extra"))
+    assert gx.info["caption_sets"] == ["fitting", "fitting_extra"]
+    assert list(gx.caption_texts) == [t for task in g.behaviours
+                                      for t in task_captions("walker", [task], ("fitting", "fitting_extra"))[task]]
+    assert len(gx.caption_texts) == len(g.caption_texts) + 36
     with pytest.raises(ValueError, match="at least 7 steps"):
         ground_model(model_dir, seeds=2, horizon=6)
 

@@ -53,15 +53,28 @@ TEMPERATURES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 DEFAULT_SEEDS = 8
 #: Steps of each decoded target rollout (49 frames -> 42 windows of 8).
 DEFAULT_TARGET_HORIZON = 48
+#: the caption sets of captions.json a grounding is fitted on by default
+DEFAULT_CAPTION_SETS: tuple[str, ...] = ("fitting",)
 
 
-def task_captions(domain: str, tasks: Sequence[str]) -> dict[str, list[str]]:
-    """Fitting captions per task: the task table's prompt plus ``captions.json["fitting"][task]`` (when present)."""
-    fitting = captions()["fitting"]
+def _caption_set(name: str) -> dict[str, list[str]]:
+    """``captions.json[name]`` (``{behaviour: [text]}``); an unknown or non-fitting name is a clear error."""
+    c = captions()
+    if not name.startswith("fitting") or not isinstance(c.get(name), dict):
+        valid = [k for k, v in c.items() if k.startswith("fitting") and isinstance(v, dict)]
+        raise ValueError(f"caption set {name!r}: choose among the fitting sets of genrl_gym/vlm/captions.json {valid} "
+                         "(the held-out sets only evaluate)")
+    return c[name]
+
+
+def task_captions(domain: str, tasks: Sequence[str], sets: Sequence[str] = DEFAULT_CAPTION_SETS) -> dict[str, list[str]]:
+    """Fitting captions per task: the task table's prompt plus ``captions.json[set][task]`` of each of ``sets``
+    (default ``("fitting",)``; when present)."""
+    chosen = [_caption_set(name) for name in sets]
     out = {}
     for task in tasks:
         spec = TASKS.get(f"{domain}_{task}")
-        texts = ([spec.prompt] if spec is not None else []) + list(fitting.get(task, []))
+        texts = ([spec.prompt] if spec is not None else []) + [t for fitting in chosen for t in fitting.get(task, [])]
         if not texts:
             raise ValueError(f"no captions for {domain}/{task}: add phrasings to genrl_gym/vlm/captions.json['fitting']"
                              f"[{task!r}] or pass captions_by_task")
@@ -69,16 +82,18 @@ def task_captions(domain: str, tasks: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def anchor_captions(domain: str, tasks: Sequence[str]) -> list[str]:
+def anchor_captions(domain: str, tasks: Sequence[str], sets: Sequence[str] = DEFAULT_CAPTION_SETS) -> list[str]:
     """Captions of behaviours the model has no data of: ``captions.json["unknown"]``, the task table's prompts of the
-    domain's other tasks, and the fitting captions of the behaviour names in captions.json that ``tasks`` lacks."""
+    domain's other tasks, and the fitting captions (of ``sets``) of the behaviour names in captions.json that ``tasks``
+    lacks."""
     c = captions()
     out = list(c["unknown"])
     out += [s.prompt for s in TASKS.values() if s.domain == domain and s.task not in tasks]
-    for behaviour, texts in c["fitting"].items():
-        if behaviour not in tasks:
-            out += texts
-    known = {t for texts in task_captions(domain, tasks).values() for t in texts}
+    for name in sets:
+        for behaviour, texts in _caption_set(name).items():
+            if behaviour not in tasks:
+                out += texts
+    known = {t for texts in task_captions(domain, tasks, sets).values() for t in texts}
     return [t for t in dict.fromkeys(out) if t not in known]
 
 
@@ -241,9 +256,12 @@ def record_in_model_json(path: str | os.PathLike[str], grounding: TextGrounding)
 def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
                  store: str | os.PathLike[str] | None = None, seeds: int = DEFAULT_SEEDS,
                  horizon: int = DEFAULT_TARGET_HORIZON, method: str = DEFAULT_METHOD, ridge: float = DEFAULT_RIDGE,
-                 threshold: float = DEFAULT_THRESHOLD, command: str | None = None) -> tuple[TextGrounding, Path]:
+                 threshold: float = DEFAULT_THRESHOLD, caption_sets: Sequence[str] = DEFAULT_CAPTION_SETS,
+                 command: str | None = None) -> tuple[TextGrounding, Path]:
     """Fit a model's grounding from its shipped/packaged prompt clips (and ``store``), write ``grounding.npz`` beside
     it (or into ``out``) and record it in ``model.json["text_grounding"]`` when that file exists there.
+
+    :param caption_sets: the fitting caption sets of ``captions.json`` (:func:`task_captions`; the anchors follow them).
 
     :return: ``(grounding, path written)``.
     """
@@ -268,8 +286,11 @@ def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] |
     if not windows:
         raise ValueError(f"model {model}: no task-labelled windows to fit on (no prompt clips in {local} and no --store)")
     info = {"data": sources, "command": command or "genrl ground --model " + os.fspath(model),
-            "model_weights_sha256": mfwm.weights_sha256()}
-    grounding = fit_text_grounding(mfwm, windows, method=method, ridge=ridge, threshold=threshold, info=info)
+            "model_weights_sha256": mfwm.weights_sha256(), "caption_sets": list(caption_sets)}
+    tasks = list(windows)
+    grounding = fit_text_grounding(mfwm, windows, task_captions(mfwm.domain, tasks, caption_sets), method=method,
+                                   ridge=ridge, threshold=threshold, anchors=anchor_captions(mfwm.domain, tasks,
+                                                                                             caption_sets), info=info)
     target_dir = Path(out) if out is not None else path.parent
     written = grounding.save(target_dir / GROUNDING_FILE)
     record_in_model_json(target_dir / "model.json", grounding)

@@ -55,8 +55,8 @@ _VERSION = 1
 
 @lru_cache(maxsize=1)
 def captions() -> dict[str, Any]:
-    """The caption sets shipped in ``genrl_gym/vlm/captions.json``: ``fitting`` and ``heldout`` ``{behaviour: [text]}``,
-    ``offtask`` and ``unknown`` ``[text]`` (see its ``about``)."""
+    """The caption sets shipped in ``genrl_gym/vlm/captions.json``: ``fitting``, ``fitting_extra`` and ``heldout``
+    ``{behaviour: [text]}``, ``offtask`` and ``unknown`` ``[text]`` (see its ``about``)."""
     with open(Path(__file__).with_name("captions.json"), encoding="utf-8") as f:
         return json.load(f)
 
