@@ -104,7 +104,7 @@ def fit_ensemble(x: Tensor, y: Tensor, stoch: int, classes: int, *, members: int
     perm = torch.randperm(x.shape[0], generator=gen)
     n_val = max(1, int(x.shape[0] * holdout))
     xv, yv, xt, yt = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
-    ens = LatentEnsemble(x.shape[1], stoch, classes, members, units)
+    ens = LatentEnsemble(x.shape[1], stoch, classes, members, units).to(x.device)
     opt = torch.optim.Adam(ens.parameters(), lr=lr)
     for _ in range(steps):
         idx = torch.randint(0, xt.shape[0], (members, batch), generator=gen)
@@ -134,8 +134,8 @@ def imagination_disagreement(agent: Any, ens: LatentEnsemble, unit: float, seed:
     with torch.no_grad():
         start = agent.start_states()
         states, actions, _ = agent.imagine(start)
-        r_states, r_actions = wm.imagine(lambda s: torch.rand(s.deter.shape[0], dim) * 2 - 1, start,
-                                         agent.config.horizon)
+        r_states, r_actions = wm.imagine(lambda s: torch.rand(s.deter.shape[0], dim, device=s.deter.device) * 2 - 1,
+                                         start, agent.config.horizon)
     return {"actor": _u(ens, unit, states, actions).mean(1).tolist(),
             "random": _u(ens, unit, r_states, r_actions).mean(1).tolist()}
 
@@ -143,36 +143,24 @@ def imagination_disagreement(agent: Any, ens: LatentEnsemble, unit: float, seed:
 def episode_disagreement(agent: Any, ens: LatentEnsemble, unit: float, task: str, episodes: int = 1,
                          steps: int = 300, every: int = 20, horizon: int = 16) -> dict[str, float]:
     """Along real episodes of the agent (mean action): mean disagreement of the real posterior transitions, and of the
-    open-loop and closed-loop imaginations of ``horizon`` steps started every ``every`` steps (as diag_exploitation)."""
+    open-loop and closed-loop imaginations of ``horizon`` steps started every ``every`` steps (the windows of
+    :func:`benchmarks.diag_exploitation.window_imaginations`)."""
+    from benchmarks.diag_exploitation import record_episode, window_imaginations
     from genrl_gym.envs import make_pixel_env, render_env_kwargs
 
     wm = agent.world_model
-    dim = agent.action_space.shape[0]
     env = make_pixel_env(wm.domain, task, **render_env_kwargs(wm.render_settings))
     out: dict[str, list[float]] = {"real": [], "open_loop": [], "closed_loop": []}
     try:
         for ep in range(episodes):
-            obs, _ = env.reset(seed=ep)
-            images, actions, state = [obs["image"]], [np.zeros(dim, np.float32)], None
-            for t in range(steps):
-                action, state = agent.predict(obs, state=state, episode_start=np.array([t == 0]), deterministic=True)
-                obs, *_ = env.step(action)
-                images.append(obs["image"])
-                actions.append(np.clip(action, -1, 1).astype(np.float32))
-            img, act = torch.as_tensor(np.stack(images))[None], torch.as_tensor(np.stack(actions))[None]
-            first = torch.zeros(1, img.shape[1], dtype=torch.bool)
-            first[0, 0] = True
+            post, act, _, _ = record_episode(agent, env, steps, seed=ep)
             with torch.no_grad():
-                post, _ = wm.observe(img, act, first, sample=False)
                 x = torch.cat([post.feat()[0, :-1], act[0, 1:]], -1)
                 out["real"].append(float(ens.disagreement(x).mean() / unit))
-                for k in range(every, steps - horizon, every):
-                    start = post.index((slice(None), k))
-                    recorded = iter(act[0, k + 1:k + horizon + 1][:, None])
-                    s, a = wm.imagine(lambda _s, it=recorded: next(it), start, horizon)
-                    out["open_loop"].append(float(_u(ens, unit, s, a).mean()))
-                    s, a = wm.imagine(lambda s: agent.policy.actor(s.feat()).mean.clamp(-1, 1), start, horizon)
-                    out["closed_loop"].append(float(_u(ens, unit, s, a).mean()))
+            for _, open_loop, closed_loop in window_imaginations(agent, post, act, steps, every, horizon):
+                with torch.no_grad():
+                    out["open_loop"].append(float(_u(ens, unit, *open_loop).mean()))
+                    out["closed_loop"].append(float(_u(ens, unit, *closed_loop).mean()))
     finally:
         env.close()
     return {k: float(np.mean(v)) for k, v in out.items()}

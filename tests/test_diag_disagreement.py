@@ -9,9 +9,12 @@ import numpy as np
 import torch
 
 import genrl_gym  # noqa: F401  (render/torch guard, before any env renders)
-from benchmarks.diag_disagreement import LatentEnsemble, data_transitions, fit_ensemble, imagination_disagreement
+from benchmarks.diag_disagreement import (LatentEnsemble, data_transitions, episode_disagreement, fit_ensemble,
+                                         imagination_disagreement)
+from benchmarks.diag_exploitation import record_episode, window_imaginations
 from genrl_gym.agents import GenRLAgent
 from genrl_gym.data import EpisodeStore
+from genrl_gym.envs import make_pixel_env
 from genrl_gym.models import MFWM, preset
 from genrl_gym.vlm import load_vlm
 
@@ -56,3 +59,20 @@ def test_transitions_and_imagination_disagreement_on_a_tiny_model(tmp_path: Path
     assert set(out) == {"actor", "random"}
     assert len(out["actor"]) == len(out["random"]) == agent.config.horizon
     assert all(np.isfinite(v) and v > 0 for v in out["actor"] + out["random"])
+
+    # the real-episode windows shared with diag_exploitation: open loop replays the recorded actions
+    env = make_pixel_env("walker", "stand")
+    try:
+        post, act, img, true = record_episode(agent, env, steps=12, seed=0)
+        assert post.deter.shape[:2] == (1, 13) and act.shape == (1, 13, 6) and img.shape[:2] == (1, 13)
+        assert len(true) == 12 and not act[0, 0].any()
+        windows = list(window_imaginations(agent, post, act, steps=12, every=4, horizon=3))
+    finally:
+        env.close()
+    assert [k for k, _, _ in windows] == [4, 8]
+    for k, (open_states, open_actions), (closed_states, closed_actions) in windows:
+        assert torch.equal(open_actions[:, 0], act[0, k + 1:k + 4])
+        assert open_states.deter.shape[:2] == closed_states.deter.shape[:2] == (4, 1)
+        assert closed_actions.abs().max() <= 1
+    ep = episode_disagreement(agent, ens, fit["u_mean"], "stand", steps=12, every=4, horizon=3)
+    assert set(ep) == {"real", "open_loop", "closed_loop"} and all(np.isfinite(v) and v > 0 for v in ep.values())
