@@ -1,0 +1,42 @@
+"""benchmarks.collect_agents: a saved GenRLAgent's real episodes land in a store under their own source, and a rerun
+resumes instead of collecting again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import genrl_gym  # noqa: F401  (render/torch guard, before any env renders)
+from benchmarks.collect_agents import agent_source, agent_task, collect_with_agents
+from genrl_gym.agents import GenRLAgent
+from genrl_gym.data import EpisodeStore
+from genrl_gym.models import MFWM, preset
+from genrl_gym.vlm import load_vlm
+
+
+def test_agent_episodes_are_collected_tagged_and_resumed(tmp_path: Path) -> None:
+    vlm = load_vlm("video-only")
+    torch.manual_seed(0)
+    model = MFWM(preset("tiny", action_dim=6, embed_dim=vlm.embed_dim), domain="walker", vlm_identity=vlm.identity)
+    prompt = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    agent = GenRLAgent(model, prompt, vlm=vlm, preset="tiny", seed=0)
+    path = tmp_path / "bb" / "walk_seed0.zip"
+    agent.save(path)
+    (tmp_path / "bb" / "walk_seed0.json").write_text(json.dumps({"task": "walk"}))
+    assert agent_task(path) == "walk"
+    store = EpisodeStore(tmp_path / "data")
+    kw = dict(domain="walker", noise=[0.0, 0.5], episodes=1, num_envs=1, episode_frames=20, progress=False)
+    rows = collect_with_agents(store, [path], **kw)
+    assert [r["episodes_collected"] for r in rows] == [1, 1]
+    sources = sorted(i["source"] for i in store.episode_info().values())
+    assert sources == sorted([agent_source(path, 0.0), agent_source(path, 0.5)]) == \
+        ["agent:bb/walk_seed0:noise0", "agent:bb/walk_seed0:noise0.5"]
+    assert {i["task"] for i in store.episode_info().values()} == {"walk"}
+    ep = store.load(store.paths()[0])
+    assert ep["image"].shape[1:] == (64, 64, 3) and ep["action"].shape[1:] == (6,)
+    assert np.all(np.abs(ep["action"]) <= 1.0)
+    again = collect_with_agents(store, [path], **kw)  # resume: nothing left to collect
+    assert [r["episodes_collected"] for r in again] == [0, 0] and len(store) == 2
