@@ -26,12 +26,10 @@ from typing import Any
 import torch
 
 import genrl_gym  # noqa: F401  (render/torch guard, before any env renders)
+from benchmarks._machine import write_results
 from genrl_gym.agents import GenRLAgent
 from genrl_gym.data import EpisodeStore, SB3Policy, collect
 from genrl_gym.envs import get_task
-from genrl_gym.utils import atomic_write
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def agent_task(agent_path: Path) -> str:
@@ -95,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-envs", type=int, default=2)
     p.add_argument("--model", default=None, help="act through this world model instead of each agent's own")
-    p.add_argument("--name", default=None, help="write benchmarks/results/<name>.json with the statistics")
+    p.add_argument("--name", default=None, help="write benchmarks/results/<name>.json and .md (statistics, machine, command)")
+    p.add_argument("--results-dir", type=Path, default=None, help="where results go (default benchmarks/results)")
     args = p.parse_args(argv)
     if any(n < 0 for n in args.noise) or args.episodes < 1:
         p.error("--noise must be >= 0 and --episodes >= 1")
@@ -110,13 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = {"command": "python -m benchmarks.collect_agents " + " ".join(sys.argv[1:] if argv is None else argv),
            "store_episodes": len(store), "store_frames": store.num_frames, "seconds": time.perf_counter() - t0,
            "rows": rows}
-    for r in rows:
-        print(f"{r['source']:<50} task={r['task']:<6} +{r['episodes_collected']} eps  "
-              f"true return {r['mean_task_return']:.1f}")
-    print(f"store: {out['store_episodes']} episodes, {out['store_frames']} frames; {out['seconds']:.0f} s")
+    table = "\n".join(["| source | task | noise | episodes collected | frames | mean true return |",
+                       "|---|---|---|---|---|---|"] +
+                      [f"| {r['source']} | {r['task']} | {r['noise']:g} | {r['episodes_collected']} | {r['frames']} | "
+                       f"{r['mean_task_return']:.1f} |" for r in rows])
+    notes = (f"Store after collection: {out['store_episodes']} episodes, {out['store_frames']} frames; "
+             f"{out['seconds']:.0f} s. Reproduce: `{out['command']}`.")
+    print(table + "\n\n" + notes)
     if args.name:
-        with atomic_write(RESULTS / f"{args.name}.json", "w") as f:
-            json.dump(out, f, indent=2, default=float)
+        write_results(args.name, out, table, notes, results_dir=args.results_dir)
     return 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import genrl_gym  # noqa: F401  (render/torch guard, before any env renders)
-from benchmarks.collect_agents import agent_source, agent_task, collect_with_agents
+from benchmarks.collect_agents import agent_source, agent_task, collect_with_agents, main
 from genrl_gym.agents import GenRLAgent
 from genrl_gym.data import EpisodeStore
 from genrl_gym.models import MFWM, preset
@@ -40,3 +40,11 @@ def test_agent_episodes_are_collected_tagged_and_resumed(tmp_path: Path) -> None
     assert np.all(np.abs(ep["action"]) <= 1.0)
     again = collect_with_agents(store, [path], **kw)  # resume: nothing left to collect
     assert [r["episodes_collected"] for r in again] == [0, 0] and len(store) == 2
+
+    # the command line: one more noise level resumes the store and writes the results with the machine and command
+    assert main([str(tmp_path / "data"), str(path), "--noise", "0", "0.25", "--episodes", "1", "--num-envs", "1",
+                 "--name", "collect_test", "--results-dir", str(tmp_path / "results")]) == 0
+    assert len(store) == 3
+    saved = json.loads((tmp_path / "results" / "collect_test.json").read_text())
+    assert [r["episodes_collected"] for r in saved["results"]["rows"]] == [0, 1] and saved["machine"]["cores"] >= 1
+    assert "agent:bb/walk_seed0:noise0.25" in (tmp_path / "results" / "collect_test.md").read_text()
