@@ -146,6 +146,8 @@ class TrainMFWMArgs:
     """Training seed."""
     device: str | None = None
     """cpu, cuda, cuda:1 ... (default: cuda if available)."""
+    init: Path | None = None
+    """Start from these weights (a ``model.pt`` or ``mfwm.pt`` of the same preset and VLM) instead of from scratch."""
 
 
 @dataclass(kw_only=True)
@@ -395,7 +397,7 @@ def cmd_train_mfwm(args: TrainMFWMArgs) -> int:
     _write_config(args.out, "train-mfwm", args)
     model = train_mfwm(args.data, args.preset, out_dir=args.out, steps=args.steps, stages=args.stages,
                        resume=args.resume, seed=args.seed, device=args.device,
-                       checkpoint_every=args.checkpoint_every)
+                       checkpoint_every=args.checkpoint_every, init=args.init)
     print(f"model: {Path(args.out) / 'mfwm.pt'} ({model.domain}, VLM {model.vlm_identity})")
     return 0
 

@@ -263,7 +263,7 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
                          expert_task_steps={"run": 1_000_000},
                          heldout_episodes=10, clip_reward_tolerance=0.05, handover_episodes=4, handover_steps=30,
                          explore_noise=(0.6, 1.0), explore_episodes=2, cycle_episodes=5, cycle_random_steps=30,
-                         cycle_expert_steps=70)
+                         cycle_expert_steps=70, mfwm_init="genrl_gym/pretrained/walker/model.pt")
     command = _reproduce_command(json.loads(json.dumps(asdict(cfg))), "walker")
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert (args.domain, args.preset, args.mfwm_steps, vars(args)["expert.total_steps"]) == ("walker", "cpu", 12000, 400000)
@@ -273,4 +273,39 @@ def test_reproduce_command_parses_back_to_the_pipeline_config() -> None:
     assert (args.handover_episodes, args.handover_steps) == (4, 30)
     assert tuple(args.explore_noise) == (0.6, 1.0) and args.explore_episodes == 2
     assert (args.cycle_episodes, args.cycle_random_steps, args.cycle_expert_steps) == (5, 30, 70)
+    assert args.mfwm_init == "genrl_gym/pretrained/walker/model.pt"
     assert dataclass_from_args(PipelineConfig, args) == cfg  # every field, as the pipeline command builds it
+
+
+def test_a_continued_model_records_its_init_and_counts_both_runs_updates(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from genrl_gym.training.pipeline import record_mfwm_init
+
+    first = export_model(run, "walker", tmp_path / "first")  # 4 updates
+    run2 = tmp_path / "walker-continued"
+    for name in ("heldout", "clips"):
+        shutil.copytree(run / name, run2 / name)
+    for name in ("recipe.json", "pipeline.json"):
+        shutil.copy(run / name, run2 / name)
+    with pytest.raises(FileNotFoundError, match="mfwm_init"):
+        record_mfwm_init(run2, tmp_path / "missing.pt")
+    assert record_mfwm_init(run2, first) == first
+    recorded = json.loads((run2 / "mfwm_init.json").read_text())
+    assert recorded["sha256"] == file_sha256(first) and recorded["updates"] == 4
+    init = MFWM.load(first)
+    continued = train_mfwm(EpisodeStore(run2 / "heldout", create=False), "tiny", out_dir=run2 / "mfwm", steps=3, seed=1,
+                           video_every=0, progress=False, init=first)
+    fresh = MFWM(continued.config)
+    key = next(k for k, v in init.state_dict().items() if v.dtype.is_floating_point and v.numel() > 100)
+    # 3 small updates from the init's weights stay near them; a fresh model is far away
+    assert (continued.state_dict()[key] - init.state_dict()[key]).abs().mean() < \
+        0.5 * (fresh.state_dict()[key] - init.state_dict()[key]).abs().mean()
+    summary = json.loads((export_model(run2, "walker", tmp_path / "second").parent / "model.json").read_text())
+    assert summary["updates"] == 7
+    assert summary["init"] == {"sha256": file_sha256(first), "updates": 4, "exported_from": "walker-pipeline",
+                               "this_run_updates": 3}
+    # a resumed run must continue the same init
+    other = export_model(run2, "walker", tmp_path / "other")
+    with pytest.raises(CheckpointError, match="continues"):
+        record_mfwm_init(run2, other)

@@ -158,6 +158,9 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
     model = MFWM.load(files["model"], expect_domain=domain)
     cfg = model.config
     updates = _training_updates(files)
+    init = read_json(run / "mfwm_init.json") if (run / "mfwm_init.json").is_file() else None
+    if init is not None and updates is not None and isinstance(init.get("updates"), int):
+        updates += init["updates"]  # the model's total: the init model's updates, then this run's
     recipe = files["recipe"]
     clips: dict[str, Any] = {}
     for task, info in files["clips"].items():
@@ -225,6 +228,9 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
         "exported_from": run.name,
         "reproduce": _reproduce_command(files["pipeline"], domain),
     }
+    if init is not None:  # continued from another model: which one (its sha256 and updates), and this run's share
+        summary["init"] = {"sha256": init.get("sha256"), "updates": init.get("updates"),
+                           "exported_from": init.get("exported_from"), "this_run_updates": _training_updates(files)}
     with atomic_write(out / "model.json", "w") as f:
         json.dump(summary, f, indent=2, default=str)
     publish(target, out / "model.json", prompts_dir / "clips.json", *(prompts_dir / f"{t}.gif" for t in clips))
@@ -256,6 +262,8 @@ def _reproduce_command(pipeline: dict[str, Any] | None, domain: str) -> str:
             parts.append(f"{flag} {pipeline[key]}")
     if pipeline.get("tasks"):
         parts.append("--tasks " + " ".join(pipeline["tasks"]))
+    if pipeline.get("mfwm_init"):
+        parts.append(f"--mfwm-init {pipeline['mfwm_init']}")
     for key, flag in (("warm_start", "--warm-start"), ("expert_algo", "--expert-algo"),
                       ("expert_task_steps", "--expert-task-steps")):  # {task: value} -> TASK=VALUE pairs
         if pipeline.get(key):

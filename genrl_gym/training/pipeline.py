@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,11 @@ import numpy as np
 
 from genrl_gym.data import EpisodeStore, HandoverPolicy, RandomPolicy, SB3Policy, collect
 from genrl_gym.envs import TASKS, get_task
+from genrl_gym.models import MFWM
 from genrl_gym.prompts import write_video
 from genrl_gym.training.experts import ExpertConfig, ExpertPolicy, train_expert
 from genrl_gym.training.trainer import train_mfwm
-from genrl_gym.utils import atomic_write
+from genrl_gym.utils import CheckpointError, atomic_write, file_sha256
 from genrl_gym.vlm import load_vlm
 from genrl_gym.vlm.embed import embed_store
 
@@ -53,7 +55,12 @@ class PipelineConfig:
     vlm: str = "video-only"
     """VLM spec (:func:`genrl_gym.vlm.load_vlm`); ``open_clip:ViT-B-32:<weights>`` gives a text-capable model."""
     mfwm_steps: int = field(default=20_000, metadata={"positive": True})
-    """World-model updates."""
+    """World-model updates (of this run; with ``mfwm_init``, on top of the init model's)."""
+    mfwm_init: str = ""
+    """Continue the world model from these weights instead of starting from scratch: a model's ``model.pt`` (e.g.
+    ``genrl_gym/pretrained/walker/model.pt``) or a run's ``mfwm/mfwm.pt`` of the same domain, preset and VLM. The
+    Dreamer data loop uses it: a model continued on episodes its own agents collected
+    (``benchmarks.collect_agents``). Its sha256 and updates are recorded in ``<out>/mfwm_init.json`` and model.json."""
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     """How each task's expert is trained."""
     expert_algo: dict[str, str] = field(default_factory=dict, metadata={"metavar": "TASK=ALGO"})
@@ -239,8 +246,9 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
         return out
 
     # 4. train --------------------------------------------------------------------------------------------------------
+    init = record_mfwm_init(out, config.mfwm_init) if config.mfwm_init else None
     train_mfwm(data, config.preset, out_dir=out / "mfwm", steps=config.mfwm_steps, seed=config.seed,
-               device=config.device, progress=progress, vlm=vlm)
+               device=config.device, progress=progress, vlm=vlm, init=init)
     if last == 3:
         return out
 
@@ -248,6 +256,34 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
     write_prompt_clips(heldout, tasks, out / "clips", frames=config.clip_frames,
                        reward_tolerance=config.clip_reward_tolerance)
     return out
+
+
+def record_mfwm_init(out_dir: str | Path, init: str | os.PathLike[str]) -> Path:
+    """Check the world model a run continues and record it in ``<out_dir>/mfwm_init.json`` (file, sha256, updates).
+
+    :raises FileNotFoundError: no such file.
+    :raises CheckpointError: a resumed run whose recorded init has other bytes (its checkpoint continues that one).
+    """
+    path = Path(init).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"mfwm_init {path} does not exist: pass a model.pt (e.g. genrl_gym/pretrained/<domain>/"
+                                "model.pt) or a run's mfwm/mfwm.pt")
+    record_path = Path(out_dir) / "mfwm_init.json"
+    digest = file_sha256(path)
+    if record_path.is_file():
+        before = json.loads(record_path.read_text())
+        if before.get("sha256") != digest:
+            raise CheckpointError(f"{record_path}: this run continues {before.get('file')} (sha256 "
+                                  f"{str(before.get('sha256'))[:12]}...), but mfwm_init {path} has sha256 {digest[:12]}...; "
+                                  "use another --out or the same init file")
+        return path
+    meta = MFWM.load(path).metadata
+    updates = meta.get("updates")
+    record = {"file": str(path), "sha256": digest, "updates": updates if isinstance(updates, int) else None,
+              "exported_from": meta.get("exported_from")}
+    with atomic_write(record_path, "w") as f:
+        json.dump(record, f, indent=2)
+    return path
 
 
 def window_sums(task_reward: np.ndarray, length: int) -> np.ndarray:
