@@ -93,6 +93,9 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES, r
         g = grounding.assess(text)
         off.append({"text": text, "similarity": g.similarity, "closest": g.behaviour, "anchor": g.anchor,
                     "anchor_similarity": g.anchor_similarity, "refused": not grounding.is_grounded(g)})
+    if phrase_set == "heldout":  # which batch (written when) each held-out phrasing belongs to
+        for p in phrases:
+            p["batch"] = heldout_batch(c, p["task"], p["text"])
     grounded = [p for p in phrases if p["grounded"]]
     per_task = {t: {"phrasings": sum(p["task"] == t for p in phrases),
                     "grounded": sum(p["task"] == t and p["grounded"] for p in phrases),
@@ -104,11 +107,31 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES, r
     return {"domain": model.domain, "tasks": tasks, "align": align, "target_steps": horizon + 1,
             "threshold": grounding.threshold, "grounding": grounding.record(), "clip_rows": clip_rows,
             "phrase_set": phrase_set,
-            "phrases": phrases, "offtask": off, "per_task": per_task,
+            "phrases": phrases, "offtask": off, "per_task": per_task, "per_batch": _per_batch(phrases),
             "all_grounded_own_highest": all(p["own_highest"] for p in grounded),
             "grounded_share": len(grounded) / max(len(phrases), 1),
             "refused_share": sum(o["refused"] for o in off) / max(len(off), 1),
             "random_episodes": random_episodes, "random_frames": random_frames}
+
+
+def heldout_batch(c: dict[str, Any], task: str, text: str) -> str:
+    """The label of the ``heldout_batches`` entry of captions.json that holds ``text`` (by its index in the task's list)."""
+    i, start = c["heldout"][task].index(text), 0
+    for label, count in c["heldout_batches"]:
+        if start <= i < start + count:
+            return str(label)
+        start += count
+    raise ValueError(f"held-out phrasing {text!r} of {task} is in no batch of captions.json 'heldout_batches'")
+
+
+def _per_batch(phrases: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for p in phrases:
+        if "batch" in p:
+            b = out.setdefault(p["batch"], {"phrasings": 0, "passed": 0})
+            b["phrasings"] += 1
+            b["passed"] += int(p.get("own_highest", False) and p.get("above_random", False))
+    return out
 
 
 def _table(r: dict[str, Any]) -> str:
@@ -181,7 +204,12 @@ def markdown(r: dict[str, Any]) -> str:
         + f"{grounded} of {n} grounded; "
         f"**{ok} of {n} score their own task's frames highest and above random** ({counts}; a refused phrasing "
         "counts as a failure)." + (" With one task, the random column is the only comparison." if len(r["tasks"]) == 1
-                                    else "") + f" Entry: mean GenRL reward per step of the "
+                                    else "")
+        + ("" if not r.get("per_batch") else " By batch of phrasings (written at different times; the session-18 batch "
+           "was written before that session's change of the fitting captions and anchors, so it is the fair test of "
+           "the current grounding): " + ", ".join(f"{k} {v['passed']}/{v['phrasings']}" for k, v in
+                                                r["per_batch"].items()) + ".")
+        + " Entry: mean GenRL reward per step of the "
         f"phrase's target ({r['target_steps']} steps, `{r['align']}` alignment, as the envs) on each task's shipped "
         f"clip frames (32 held-out frames each) and on {r['random_episodes']} random-action episodes of "
         f"{r['random_frames']} frames; `s` is the phrase's sentence similarity to the model's nearest caption.",

@@ -192,15 +192,17 @@ def test_captions_of_the_shipped_sets() -> None:
         assert len(c["heldout"][task]) >= 10
         fitting = {t for name in ("fitting", "fitting_extra") for v in c[name].values() for t in v}
         assert not set(c["heldout"][task]) & fitting  # never used in any fitting set
-    caps = task_captions("walker", ["stand", "walk", "run"])
+        assert sum(n for _, n in c["heldout_batches"]) == len(c["heldout"][task])  # every phrasing in one batch
+    caps = task_captions("walker", ["stand", "walk", "run"], ("fitting",))
     assert caps["stand"][0] == "standing up straight" and "stand" in caps["stand"]
     anchors = anchor_captions("walker", ["stand", "walk", "run"])
     assert "doing backflips" in anchors and "walk" not in anchors
     assert "walk" in anchor_captions("cheetah", ["run"])  # a behaviour the model lacks is an anchor
     extended = task_captions("walker", ["stand", "walk", "run"], ("fitting", "fitting_extra"))
     assert extended["walk"] == caps["walk"] + c["fitting_extra"]["walk"]
-    assert "march" in anchor_captions("cheetah", ["run"], ("fitting", "fitting_extra"))  # the anchors follow the sets
-    assert "march" not in anchor_captions("cheetah", ["run"])
+    assert task_captions("walker", ["stand", "walk", "run"]) == extended  # the default since session 18
+    assert "march" in anchor_captions("cheetah", ["run"])  # the anchors follow the sets
+    assert "march" not in anchor_captions("cheetah", ["run"], ("fitting",))
     with pytest.raises(ValueError, match="held-out sets only evaluate"):
         task_captions("walker", ["walk"], ("heldout",))
 
@@ -259,12 +261,12 @@ def test_ground_model_fits_on_the_decoded_targets_windows(model_dir: Path, encod
     assert "(7 steps)" in g.info["data"][0]
     g9, _ = ground_model(model_dir, seeds=2, horizon=9, out=model_dir / "g9")
     assert g9.info["windows_per_task"]["walk"] == 6
-    assert g.info["caption_sets"] == ["fitting"]
-    gx, _ = ground_model(model_dir, seeds=2, horizon=7, out=model_dir / "gx", caption_sets=("fitting", "fitting_extra"))
-    assert gx.info["caption_sets"] == ["fitting", "fitting_extra"]
-    assert list(gx.caption_texts) == [t for task in g.behaviours
-                                      for t in task_captions("walker", [task], ("fitting", "fitting_extra"))[task]]
-    assert len(gx.caption_texts) == len(g.caption_texts) + 36
+    assert g.info["caption_sets"] == ["fitting", "fitting_extra"]  # the default
+    gx, _ = ground_model(model_dir, seeds=2, horizon=7, out=model_dir / "gx", caption_sets=("fitting",))
+    assert gx.info["caption_sets"] == ["fitting"]
+    assert list(g.caption_texts) == [t for task in g.behaviours
+                                     for t in task_captions("walker", [task], ("fitting", "fitting_extra"))[task]]
+    assert len(g.caption_texts) == len(gx.caption_texts) + 36
     with pytest.raises(ValueError, match="at least 7 steps"):
         ground_model(model_dir, seeds=2, horizon=6)
 
@@ -290,6 +292,12 @@ def test_text_grounding_benchmark_scores_the_chosen_phrase_set(model_dir: Path, 
     for p in r["phrases"]:
         assert not p["grounded"] or set(p["row"]) == {"stand", "walk", "run", "random"}
     assert r["phrase_set"] == phrase_set
+    if phrase_set == "heldout":  # each batch of phrasings (written at different times) is reported on its own
+        assert {k: v["phrasings"] for k, v in r["per_batch"].items()} == \
+            {label: n * len(r["tasks"]) for label, n in captions()["heldout_batches"]}
+        assert "session 18 " in markdown(r)
+    else:
+        assert r["per_batch"] == {}
     assert ("Held-out phrasings" in markdown(r)) == (phrase_set == "heldout")
     assert ("--phrases fitting`" in markdown(r)) == (phrase_set == "fitting")
     assert ("Measured: held-out on-task phrasings" in markdown(r)) == (phrase_set == "heldout")

@@ -53,8 +53,8 @@ TEMPERATURES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 DEFAULT_SEEDS = 8
 #: Steps of each decoded target rollout (49 frames -> 42 windows of 8).
 DEFAULT_TARGET_HORIZON = 48
-#: the caption sets of captions.json a grounding is fitted on by default
-DEFAULT_CAPTION_SETS: tuple[str, ...] = ("fitting",)
+#: the caption sets of captions.json a grounding is fitted on by default (measured: docs/text-prompts.md)
+DEFAULT_CAPTION_SETS: tuple[str, ...] = ("fitting", "fitting_extra")
 
 
 def _caption_set(name: str) -> dict[str, list[str]]:
