@@ -48,3 +48,17 @@ def test_agent_episodes_are_collected_tagged_and_resumed(tmp_path: Path) -> None
     saved = json.loads((tmp_path / "results" / "collect_test.json").read_text())
     assert [r["episodes_collected"] for r in saved["results"]["rows"]] == [0, 1] and saved["machine"]["cores"] >= 1
     assert "agent:bb/walk_seed0:noise0.25" in (tmp_path / "results" / "collect_test.md").read_text()
+
+
+def test_the_pipeline_recipe_accounts_for_episodes_added_by_other_commands(tmp_path: Path) -> None:
+    from genrl_gym.data import collect
+    from genrl_gym.training.pipeline import other_sources
+
+    store = EpisodeStore(tmp_path / "data")
+    kw = dict(domain="walker", env_kwargs={"episode_frames": 20}, policy="random", store=store, num_envs=1,
+              vectorization="sync", progress=False)
+    collect(task="stand", num_episodes=1, source="random", seed=0, **kw)
+    collect(task="walk", num_episodes=2, source="agent:bb/walk_seed0:noise0", seed=1, **kw)
+    assert other_sources(store, {"random"}) == [{"source": "agent:bb/walk_seed0:noise0", "task": "walk", "episodes": 2,
+                                                 "added_outside_the_pipeline": True}]
+    assert other_sources(store, {"random", "agent:bb/walk_seed0:noise0"}) == []

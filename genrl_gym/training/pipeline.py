@@ -230,6 +230,7 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
     collect(task=tasks[0], policy="random", store=data, num_episodes=config.random_episodes, source="random",
             seed=config.seed + 900_000, **common)
     recipe["sources"].append({"source": "random", "task": tasks[0], "episodes": config.random_episodes})
+    recipe["sources"] += other_sources(data, {s["source"] for s in recipe["sources"]})
     recipe.update(episodes=len(data), frames=data.num_frames, heldout_episodes=len(heldout),
                   expert=asdict(config.expert), expert_algo=config.expert_algo,
                   expert_task_steps=config.expert_task_steps)
@@ -256,6 +257,19 @@ def run_pipeline(out_dir: str | Path, config: PipelineConfig | None = None, *, u
     write_prompt_clips(heldout, tasks, out / "clips", frames=config.clip_frames,
                        reward_tolerance=config.clip_reward_tolerance)
     return out
+
+
+def other_sources(store: Any, known: set[str]) -> list[dict[str, Any]]:
+    """Recipe entries for the episodes of ``store`` whose source is not in ``known``: episodes added by another command
+    (``benchmarks.collect_agents``: a model's own agents), so that the recipe accounts for every episode trained on."""
+    found: dict[str, dict[str, Any]] = {}
+    for info in store.episode_info().values():
+        source = str(info.get("source"))
+        if source not in known:
+            entry = found.setdefault(source, {"source": source, "task": info.get("task"), "episodes": 0,
+                                              "added_outside_the_pipeline": True})
+            entry["episodes"] += 1
+    return sorted(found.values(), key=lambda e: e["source"])
 
 
 def record_mfwm_init(out_dir: str | Path, init: str | os.PathLike[str]) -> Path:
