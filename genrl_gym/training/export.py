@@ -157,7 +157,7 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
     out = Path(dest).expanduser() if dest is not None else PRETRAINED_DIR / domain
     model = MFWM.load(files["model"], expect_domain=domain)
     cfg = model.config
-    updates = _training_updates(files)
+    run_updates = updates = _training_updates(files)
     init = read_json(run / "mfwm_init.json") if (run / "mfwm_init.json").is_file() else None
     if init is not None and updates is not None and isinstance(init.get("updates"), int):
         updates += init["updates"]  # the model's total: the init model's updates, then this run's
@@ -230,7 +230,7 @@ def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.Pa
     }
     if init is not None:  # continued from another model: which one (its sha256 and updates), and this run's share
         summary["init"] = {"sha256": init.get("sha256"), "updates": init.get("updates"),
-                           "exported_from": init.get("exported_from"), "this_run_updates": _training_updates(files)}
+                           "exported_from": init.get("exported_from"), "this_run_updates": run_updates}
     with atomic_write(out / "model.json", "w") as f:
         json.dump(summary, f, indent=2, default=str)
     publish(target, out / "model.json", prompts_dir / "clips.json", *(prompts_dir / f"{t}.gif" for t in clips))

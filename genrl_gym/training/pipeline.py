@@ -32,6 +32,7 @@ from genrl_gym.envs import TASKS, get_task
 from genrl_gym.models import MFWM
 from genrl_gym.prompts import write_video
 from genrl_gym.training.experts import ExpertConfig, ExpertPolicy, train_expert
+from genrl_gym.training.export import read_json
 from genrl_gym.training.trainer import train_mfwm
 from genrl_gym.utils import CheckpointError, atomic_write, file_sha256
 from genrl_gym.vlm import load_vlm
@@ -285,7 +286,7 @@ def record_mfwm_init(out_dir: str | Path, init: str | os.PathLike[str]) -> Path:
     record_path = Path(out_dir) / "mfwm_init.json"
     digest = file_sha256(path)
     if record_path.is_file():
-        before = json.loads(record_path.read_text())
+        before = read_json(record_path)  # a corrupt record is a CheckpointError that names the file
         if before.get("sha256") != digest:
             raise CheckpointError(f"{record_path}: this run continues {before.get('file')} (sha256 "
                                   f"{str(before.get('sha256'))[:12]}...), but mfwm_init {path} has sha256 {digest[:12]}...; "
