@@ -76,7 +76,8 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES, r
         for text in phrase_sets.get(task, []):
             g = grounding.assess(text)
             entry: dict[str, Any] = {"task": task, "text": text, "similarity": g.similarity, "closest": g.behaviour,
-                                     "anchor": g.anchor, "anchor_similarity": g.anchor_similarity}
+                                     "anchor": g.anchor, "anchor_similarity": g.anchor_similarity,
+                                     "read_as": g.phrase if g.via else None}
             try:
                 target = target_from_prompt(model, text, horizon=horizon)
             except PromptError as e:
@@ -92,7 +93,8 @@ def text_discrimination(model: Any, *, random_episodes: int = RANDOM_EPISODES, r
     for text in offtask:
         g = grounding.assess(text)
         off.append({"text": text, "similarity": g.similarity, "closest": g.behaviour, "anchor": g.anchor,
-                    "anchor_similarity": g.anchor_similarity, "refused": not grounding.is_grounded(g)})
+                    "anchor_similarity": g.anchor_similarity, "refused": not grounding.is_grounded(g),
+                    "read_as": g.phrase if g.via else None})
     if phrase_set == "heldout":  # which batch (written when) each held-out phrasing belongs to
         for p in phrases:
             p["batch"] = heldout_batch(c, p["task"], p["text"])
@@ -144,16 +146,17 @@ def _table(r: dict[str, Any]) -> str:
         lines.append(f"| *{b} clip (video)* | {b} | | " + " | ".join(f"{cr[x]:.3f}" for x in tasks)
                      + f" | {cr['random']:.3f} | |")
     for p in r["phrases"]:
+        text = p["text"] + (f" (read as '{p['read_as']}')" if p.get("read_as") else "")
         if not p["grounded"]:
-            lines.append(f"| {p['text']} | {p['task']} | {p['similarity']:.2f} | "
+            lines.append(f"| {text} | {p['task']} | {p['similarity']:.2f} | "
                          + " | ".join("—" for _ in tasks) + f" | — | refused (closer to {p['anchor']!r}, "
                          f"{p['anchor_similarity']:.2f}) |" if p["similarity"] <= p["anchor_similarity"] else
-                         f"| {p['text']} | {p['task']} | {p['similarity']:.2f} | " + " | ".join("—" for _ in tasks)
+                         f"| {text} | {p['task']} | {p['similarity']:.2f} | " + " | ".join("—" for _ in tasks)
                          + " | — | refused (below threshold) |")
             continue
         row = p["row"]
         cells = [f"**{row[x]:.3f}**" if x == p["task"] else f"{row[x]:.3f}" for x in tasks]
-        lines.append(f"| {p['text']} | {p['task']} | {p['similarity']:.2f} | " + " | ".join(cells)
+        lines.append(f"| {text} | {p['task']} | {p['similarity']:.2f} | " + " | ".join(cells)
                      + f" | {row['random']:.3f} | {'yes' if p['own_highest'] and p['above_random'] else 'NO'} |")
     return "\n".join(lines)
 
@@ -193,9 +196,11 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join([
         SECTION, "",
         f"This model's VLM is video-only; text reaches it through its text grounding (`grounding.npz`, "
-        f"docs/text-prompts.md): the sentence encoder {g['encoder']} (sha256 `{g['encoder_sha256'][:16]}…`) embeds the "
-        f"phrase, a {_method(g)} (fitted on {g['windows']} of the model's own 8-frame windows of "
-        f"{', '.join(r['tasks'])} and {g['fitting_captions']} captions) puts it in the video space, and GenRL's text "
+        f"docs/text-prompts.md): rare motion verbs are first read as the caption verb WordNet puts above them "
+        "(\"amble\" as \"walk\", shown as *read as*), the sentence encoder "
+        f"{g['encoder']} (sha256 `{g['encoder_sha256'][:16]}…`) embeds the phrase, a {_method(g)} (fitted on "
+        f"{g['windows']} of the model's own 8-frame windows of {', '.join(r['tasks'])} and {g['fitting_captions']} "
+        "captions) puts it in the video space, and GenRL's text "
         "path makes the target with the connector (no aligner: the mapped embedding already is a video embedding). "
         "Offline text means paraphrases of these behaviours, not new ones.",
         "",
@@ -205,9 +210,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"**{ok} of {n} score their own task's frames highest and above random** ({counts}; a refused phrasing "
         "counts as a failure)." + (" With one task, the random column is the only comparison." if len(r["tasks"]) == 1
                                     else "")
-        + ("" if not r.get("per_batch") else " By batch of phrasings (written at different times; the session-18 batch "
-           "was written before that session's change of the fitting captions and anchors, so it is the fair test of "
-           "the current grounding): " + ", ".join(f"{k} {v['passed']}/{v['phrasings']}" for k, v in
+        + ("" if not r.get("per_batch") else " By batch of phrasings (written at different times; the batches of "
+           "sessions 18 and 19 were each written before that session's change of the text path, the fitting captions "
+           "and anchors in 18 and the WordNet motion verbs in 19, so the last batch is the fair test of the current "
+           "one): " + ", ".join(f"{k} {v['passed']}/{v['phrasings']}" for k, v in
                                                 r["per_batch"].items()) + ".")
         + " Entry: mean GenRL reward per step of the "
         f"phrase's target ({r['target_steps']} steps, `{r['align']}` alignment, as the envs) on each task's shipped "

@@ -296,6 +296,8 @@ def test_text_grounding_benchmark_scores_the_chosen_phrase_set(model_dir: Path, 
         assert {k: v["phrasings"] for k, v in r["per_batch"].items()} == \
             {label: n * len(r["tasks"]) for label, n in captions()["heldout_batches"]}
         assert "session 18 " in markdown(r)
+        amble = next(p for p in r["phrases"] if p["text"] == "amble")  # read through WordNet, and shown so
+        assert amble["read_as"] == "walk" and "| amble (read as 'walk') |" in markdown(r)
     else:
         assert r["per_batch"] == {}
     assert ("Held-out phrasings" in markdown(r)) == (phrase_set == "heldout")
@@ -303,3 +305,37 @@ def test_text_grounding_benchmark_scores_the_chosen_phrase_set(model_dir: Path, 
     assert ("Measured: held-out on-task phrasings" in markdown(r)) == (phrase_set == "heldout")
     with pytest.raises(ValueError, match="phrase_set"):
         text_discrimination(model, phrase_set="all")
+
+
+def test_rare_motion_verb_is_read_through_wordnet(model_dir: Path, encoder: BagOfWords,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The bag-of-words encoder knows no relation between "amble" and "walk": only the lexicon's rewrite grounds it."""
+    model = resolve_model(model_dir)
+    g = _fit(model, encoder, threshold=0.5)
+    assert g.phrase("amble") == ("walk", g.phrase("amble")[1]) and g.phrase("amble")[1][0].lemma == "amble"
+    plain = g.assess("amble", encoder.encode(["amble"])[0])  # the encoder alone: refused
+    assert not g.is_grounded(plain)
+    with caplog.at_level(logging.INFO, logger="genrl_gym.vlm.grounding"):
+        got = g.embed_text(["amble", "scurrying"])
+    assert "read as 'walk'" in caplog.text and "grounded as 'walk'" in caplog.text
+    assert "read as 'running': WordNet puts 'scurry' under 'run'" in caplog.text and "grounded as 'run'" in caplog.text
+    want = torch.from_numpy(g.map(encoder.encode(["walk", "running"])))
+    assert torch.allclose(got, want)
+    # words the captions use stay as written; a verb with no caption verb above it (a kind of "travel") is unchanged
+    assert g.phrase("walk slowly") == ("walk slowly", []) and g.phrase("runs") == ("runs", [])
+    assert g.phrase("swim") == ("swim", []) and g.phrase("fly away") == ("fly away", [])
+    with pytest.raises(PromptError) as err:
+        g.embed_text(["swim"])
+    assert "read as" not in str(err.value)
+
+
+def test_rare_verb_of_a_behaviour_the_model_lacks_is_refused(model_dir: Path, encoder: BagOfWords) -> None:
+    """A model without walking data reads "toddle" as "walk" (a behaviour named in captions.json) and refuses it."""
+    model = resolve_model(model_dir)
+    captions = {k: v for k, v in CAPTIONS.items() if k != "walk"}
+    g = fit_text_grounding(model, {k: w for k, w in _windows().items() if k != "walk"}, captions, encoder=encoder,
+                           anchors=anchor_captions("walker", ["stand", "run"]), threshold=0.5)
+    with pytest.raises(PromptError) as err:
+        g.embed_text(["toddle"])
+    assert "read as 'walk': WordNet puts 'toddle' under 'walk'" in str(err.value)
+    assert "a behaviour that is not in this model's data" in str(err.value)

@@ -15,6 +15,9 @@ It grounds paraphrases of the model's behaviours, not new behaviours. A phrase i
   ``unknown`` list of ``captions.json``, the domain's other tasks in the task table, and the behaviour names of
   ``captions.json`` the model lacks): a phrase closer to one of those is about something else;
 
+Before embedding, a word that no caption uses is replaced by the caption verb WordNet puts above it ("amble along" ->
+"walk along", "scurry" -> "run"; :mod:`genrl_gym.vlm.lexicon`), because the sentence encoder knows rare verbs badly.
+
 otherwise :meth:`TextGrounding.check` raises a PromptError naming the known behaviours, ``s``, ``a`` and the threshold,
 and how to get a model with a real VLM. The threshold and the anchor rule were set from measurements
 (benchmarks/text_grounding.py; each shipped model's REPORT.md, "Text prompts").
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 
 from genrl_gym.utils import PromptError, VLMError, atomic_write
+from genrl_gym.vlm.lexicon import Substitution, load_motion_lexicon, rewrite, words
 from genrl_gym.vlm.text_encoder import load_sentence_encoder
 
 __all__ = ["GROUNDING_FILE", "DEFAULT_THRESHOLD", "TextGrounding", "GroundedTextVLM", "captions", "Grounded"]
@@ -64,7 +68,8 @@ def captions() -> dict[str, Any]:
 @dataclass(frozen=True)
 class Grounded:
     """How a phrase was grounded: ``behaviour`` (closest known), ``caption`` (its closest fitting caption),
-    ``similarity`` ``s``, ``anchor`` (closest anchor caption) and its similarity ``a``."""
+    ``similarity`` ``s``, ``anchor`` (closest anchor caption) and its similarity ``a``; ``via``: the rare words replaced
+    before embedding (:mod:`genrl_gym.vlm.lexicon`), ``phrase``: the text embedded."""
 
     text: str
     behaviour: str
@@ -72,6 +77,15 @@ class Grounded:
     similarity: float
     anchor: str
     anchor_similarity: float
+    via: tuple[Substitution, ...] = ()
+    phrase: str = ""
+
+    def reading(self) -> str:
+        """``" (read as 'walk along': WordNet puts 'amble' under 'walk')"`` when words were replaced, else ``""``."""
+        if not self.via:
+            return ""
+        why = ", ".join(f"{s.lemma!r} under {s.head!r}" for s in self.via)
+        return f" (read as {self.phrase!r}: WordNet puts {why})"
 
 
 @dataclass
@@ -112,6 +126,7 @@ class TextGrounding:
     method: str = "kernel"
     temperature: float = 0.05
     info: dict[str, Any] = field(default_factory=dict)
+    _vocab: tuple[frozenset[str], dict[str, str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------------------------------------ text -> video space
     def _encoder(self) -> Any:
@@ -122,10 +137,40 @@ class TextGrounding:
                            "<model>`")
         return enc
 
-    def assess(self, text: str, sentence: np.ndarray | None = None) -> Grounded:
-        """Closest known behaviour and closest anchor of one phrase (no refusal; :meth:`check` refuses)."""
+    def _vocabulary(self) -> tuple[frozenset[str], dict[str, str]]:
+        """Words the captions use (never replaced) and the head verbs (one-word captions of this grounding and of
+        captions.json's fitting sets, so a behaviour the model lacks is a head too and its synonyms are refused)."""
+        if self._vocab is None:
+            c = captions()
+            sets = [c[name] for name in c if name.startswith("fitting")]
+            texts = [*self.caption_texts, *self.anchor_texts, *c["unknown"],
+                     *(t for s in sets for v in s.values() for t in v)]
+            lexicon = load_motion_lexicon()
+            heads: dict[str, str] = {}
+            for t in texts:
+                if len(words(t)) == 1 and " " not in t.strip():
+                    w = words(t)[0]
+                    lemma = lexicon.lemma(w) or w
+                    heads[lemma] = w if w.endswith("ing") else heads.get(lemma, lemma)
+            self._vocab = (frozenset(w for t in texts for w in words(t)), heads)
+        return self._vocab
+
+    def phrase(self, text: str) -> tuple[str, list[Substitution]]:
+        """The text to embed for ``text``: rare motion verbs replaced by the caption verb above them
+        (:func:`genrl_gym.vlm.lexicon.rewrite`), and the substitutions made."""
+        known, heads = self._vocabulary()
+        return rewrite(text, known, heads)
+
+    def assess(self, text: str, sentence: np.ndarray | None = None,
+               via: Sequence[Substitution] | None = None) -> Grounded:
+        """Closest known behaviour and closest anchor of one phrase (no refusal; :meth:`check` refuses).
+        ``sentence``/``via``: the embedding of :meth:`phrase`'s text and its substitutions, if already computed."""
+        phrase = text
         if sentence is None:
-            sentence = self._encoder().encode([text])[0]
+            phrase, via = self.phrase(text)
+            sentence = self._encoder().encode([phrase])[0]
+        elif via:
+            phrase = self.phrase(text)[0]
         s = self.caption_embeddings @ sentence
         i = int(s.argmax())
         if len(self.anchor_texts):
@@ -135,15 +180,16 @@ class TextGrounding:
         else:
             anchor, a_sim = "", -1.0
         return Grounded(text, self.behaviours[int(self.caption_labels[i])], self.caption_texts[i], float(s[i]), anchor,
-                        a_sim)
+                        a_sim, tuple(via or ()), phrase)
 
     def is_grounded(self, g: Grounded) -> bool:
         """The grounding rule: ``similarity >= threshold`` and ``similarity > anchor_similarity``."""
         return g.similarity >= self.threshold and g.similarity > g.anchor_similarity
 
-    def check(self, text: str, sentence: np.ndarray | None = None) -> Grounded:
+    def check(self, text: str, sentence: np.ndarray | None = None,
+              via: Sequence[Substitution] | None = None) -> Grounded:
         """:meth:`assess` one phrase; PromptError if it is not grounded; logs (INFO) the closest behaviour if it is."""
-        g = self.assess(text, sentence)
+        g = self.assess(text, sentence, via)
         if not self.is_grounded(g):
             why = (f"its highest similarity to the captions of a behaviour this model knows is {g.similarity:.2f} "
                    f"({g.behaviour}: {g.caption!r})")
@@ -153,14 +199,14 @@ class TextGrounding:
                 why += (f", and it is closer ({g.anchor_similarity:.2f}) to {g.anchor!r}, a behaviour that is not in "
                         "this model's data")
             raise PromptError(
-                f"text prompt {text!r} cannot be grounded by this {self.domain} model: {why}. Offline text prompts are "
-                f"paraphrases of the behaviours in the model's data, which are: {', '.join(self.behaviours)}. Use one of "
-                f"those (e.g. {self.behaviours[-1]!r}), a video prompt (`genrl prompts` lists the shipped clips), or "
-                "build a model with a "
+                f"text prompt {text!r}{g.reading()} cannot be grounded by this {self.domain} model: {why}. Offline text "
+                f"prompts are paraphrases of the behaviours in the model's data, which are: "
+                f"{', '.join(self.behaviours)}. Use one of those (e.g. {self.behaviours[-1]!r}), a video prompt "
+                "(`genrl prompts` lists the shipped clips), or build a model with a "
                 f"real video-language VLM for open vocabulary: `genrl pipeline --domain {self.domain} --vlm "
                 "open_clip:ViT-B-32:/path/to/open_clip_weights.bin` (see docs/text-prompts.md)")
-        logger.info("text prompt %r grounded as %r (similarity %.2f to %r; threshold %.2f)", text, g.behaviour,
-                    g.similarity, g.caption, self.threshold)
+        logger.info("text prompt %r%s grounded as %r (similarity %.2f to %r; threshold %.2f)", text, g.reading(),
+                    g.behaviour, g.similarity, g.caption, self.threshold)
         return g
 
     def map(self, sentences: np.ndarray) -> np.ndarray:
@@ -182,9 +228,10 @@ class TextGrounding:
 
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Check and map texts -> float32 ``[N, D]`` unit-norm (CPU); PromptError for a phrase it cannot ground."""
-        sentences = self._encoder().encode(list(texts))
-        for text, e in zip(texts, sentences):
-            self.check(text, e)
+        phrases = [self.phrase(t) for t in texts]
+        sentences = self._encoder().encode([p for p, _ in phrases])
+        for text, (_, via), e in zip(texts, phrases, sentences):
+            self.check(text, e, via)
         return torch.from_numpy(self.map(sentences))
 
     # ------------------------------------------------------------------------------------------------ save / load
