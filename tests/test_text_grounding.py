@@ -313,7 +313,7 @@ def test_rare_motion_verb_is_read_through_wordnet(model_dir: Path, encoder: BagO
     model = resolve_model(model_dir)
     g = _fit(model, encoder, threshold=0.5)
     assert g.phrase("amble") == ("walk", g.phrase("amble")[1]) and g.phrase("amble")[1][0].lemma == "amble"
-    plain = g.assess("amble", encoder.encode(["amble"])[0])  # the encoder alone: refused
+    plain = g.assess("amble", encoder.encode(["amble"])[0], ("amble", []))  # the encoder alone: refused
     assert not g.is_grounded(plain)
     with caplog.at_level(logging.INFO, logger="genrl_gym.vlm.grounding"):
         got = g.embed_text(["amble", "scurrying"])

@@ -15,12 +15,12 @@ It grounds paraphrases of the model's behaviours, not new behaviours. A phrase i
   ``unknown`` list of ``captions.json``, the domain's other tasks in the task table, and the behaviour names of
   ``captions.json`` the model lacks): a phrase closer to one of those is about something else;
 
-Before embedding, a word that no caption uses is replaced by the caption verb WordNet puts above it ("amble along" ->
-"walk along", "scurry" -> "run"; :mod:`genrl_gym.vlm.lexicon`), because the sentence encoder knows rare verbs badly.
-
 otherwise :meth:`TextGrounding.check` raises a PromptError naming the known behaviours, ``s``, ``a`` and the threshold,
 and how to get a model with a real VLM. The threshold and the anchor rule were set from measurements
 (benchmarks/text_grounding.py; each shipped model's REPORT.md, "Text prompts").
+
+Before embedding, a word that no caption uses is replaced by the caption verb WordNet puts above it ("amble along" ->
+"walk along", "scurry" -> "run"; :mod:`genrl_gym.vlm.lexicon`), because the sentence encoder knows rare verbs badly.
 
 A grounding is saved beside its model as ``grounding.npz`` (arrays and one JSON string; no pickles) and loaded with the
 model by :func:`genrl_gym.model_store.resolve_model`.
@@ -162,15 +162,12 @@ class TextGrounding:
         return rewrite(text, known, heads)
 
     def assess(self, text: str, sentence: np.ndarray | None = None,
-               via: Sequence[Substitution] | None = None) -> Grounded:
+               reading: tuple[str, Sequence[Substitution]] | None = None) -> Grounded:
         """Closest known behaviour and closest anchor of one phrase (no refusal; :meth:`check` refuses).
-        ``sentence``/``via``: the embedding of :meth:`phrase`'s text and its substitutions, if already computed."""
-        phrase = text
+        ``reading``: :meth:`phrase` of ``text`` and ``sentence`` its embedding, when already computed."""
+        phrase, via = reading if reading is not None else self.phrase(text)
         if sentence is None:
-            phrase, via = self.phrase(text)
             sentence = self._encoder().encode([phrase])[0]
-        elif via:
-            phrase = self.phrase(text)[0]
         s = self.caption_embeddings @ sentence
         i = int(s.argmax())
         if len(self.anchor_texts):
@@ -180,16 +177,16 @@ class TextGrounding:
         else:
             anchor, a_sim = "", -1.0
         return Grounded(text, self.behaviours[int(self.caption_labels[i])], self.caption_texts[i], float(s[i]), anchor,
-                        a_sim, tuple(via or ()), phrase)
+                        a_sim, tuple(via), phrase)
 
     def is_grounded(self, g: Grounded) -> bool:
         """The grounding rule: ``similarity >= threshold`` and ``similarity > anchor_similarity``."""
         return g.similarity >= self.threshold and g.similarity > g.anchor_similarity
 
     def check(self, text: str, sentence: np.ndarray | None = None,
-              via: Sequence[Substitution] | None = None) -> Grounded:
+              reading: tuple[str, Sequence[Substitution]] | None = None) -> Grounded:
         """:meth:`assess` one phrase; PromptError if it is not grounded; logs (INFO) the closest behaviour if it is."""
-        g = self.assess(text, sentence, via)
+        g = self.assess(text, sentence, reading)
         if not self.is_grounded(g):
             why = (f"its highest similarity to the captions of a behaviour this model knows is {g.similarity:.2f} "
                    f"({g.behaviour}: {g.caption!r})")
@@ -228,10 +225,10 @@ class TextGrounding:
 
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Check and map texts -> float32 ``[N, D]`` unit-norm (CPU); PromptError for a phrase it cannot ground."""
-        phrases = [self.phrase(t) for t in texts]
-        sentences = self._encoder().encode([p for p, _ in phrases])
-        for text, (_, via), e in zip(texts, phrases, sentences):
-            self.check(text, e, via)
+        readings = [self.phrase(t) for t in texts]
+        sentences = self._encoder().encode([phrase for phrase, _ in readings])
+        for text, reading, e in zip(texts, readings, sentences):
+            self.check(text, e, reading)
         return torch.from_numpy(self.map(sentences))
 
     # ------------------------------------------------------------------------------------------------ save / load
