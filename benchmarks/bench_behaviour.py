@@ -11,6 +11,7 @@ shipped video prompt (``genrl_gym.prompts.example(domain, task)``), then is eval
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 import multiprocessing
@@ -140,8 +141,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = [(t, s) for t in args.tasks for s in args.seeds]
     run_dir = Path(args.run_dir or f"runs/{args.name or f'behaviour_{args.domain}'}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    identity = {t: job_identity(args.domain, t, model, t if args.text else None if args.prompt_dir is None else
+                                f"{args.prompt_dir}/{t}.gif", args.seconds, args.clock, args.preset, overrides,
+                                args.align) for t in args.tasks}
     done = {(t, s): json.loads((run_dir / f"{t}_seed{s}.json").read_text()) for t, s in jobs
             if (run_dir / f"{t}_seed{s}.json").exists()}  # finished jobs of an interrupted run are not redone
+    for (t, s), job in done.items():  # ... if they are the same job: model, prompt and budget
+        if "identity" not in job:
+            print(f"warning: {run_dir}/{t}_seed{s}.json records no job identity (written before it was recorded); "
+                  "reusing it unverified")
+        elif job["identity"] != identity[t]:
+            diff = {k: (job["identity"].get(k), v) for k, v in identity[t].items() if job["identity"].get(k) != v}
+            raise SystemExit(f"{run_dir}/{t}_seed{s}.json is another job (recorded vs now: {diff}); give another "
+                             "--run-dir or delete that file")
     # spawn, not fork: a forked child of a process that holds torch/OpenMP or EGL threads can deadlock on their locks
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
@@ -153,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rand = {t: pool.submit(random_returns, args.domain, t, eval_seeds) for t in args.tasks}
         runs = dict(done)
         for k, f in futures.items():
-            runs[k] = f.result()
+            runs[k] = {**f.result(), "identity": identity[k[0]]}
             with atomic_write(run_dir / f"{k[0]}_seed{k[1]}.json", "w") as fh:
                 json.dump(runs[k], fh)
         randoms = {t: f.result() for t, f in rand.items()}
@@ -240,6 +252,19 @@ def _at_budget(run: dict[str, Any], budget: float, full: float) -> dict[str, Any
     if budget == full:
         return run
     return next((c for c in run.get("checkpoints", []) if c["seconds"] == budget), None)
+
+
+def job_identity(domain: str, task: str, model: str, prompt: str | None, seconds: float, clock: str, preset: str,
+                 overrides: dict[str, Any] | None, align: str | None) -> dict[str, Any]:
+    """What makes two jobs of one (task, seed) the same: the model file's and the prompt's sha256 (a clip's file, or
+    a text prompt's text) and the training settings. A resumed run reuses a finished job only if they match."""
+    from genrl_gym.prompts import example
+    from genrl_gym.training.export import file_sha256
+
+    clip = prompt or str(example(domain, task))
+    prompt_sha = file_sha256(Path(clip)) if Path(clip).is_file() else hashlib.sha256(clip.encode()).hexdigest()
+    return {"model_sha256": _model_sha256(model), "prompt_sha256": prompt_sha, "seconds": float(seconds),
+            "clock": clock, "preset": preset, "overrides": overrides, "align": align}
 
 
 def _model_sha256(model: str) -> str | None:

@@ -43,6 +43,17 @@ def test_behaviour_benchmark_writes_summary_rows(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["stand_seed0.json", "walk_seed0.json"]
     again = bench_behaviour.main(argv)
     assert again["tasks"]["stand"]["runs"] == results["tasks"]["stand"]["runs"]
+    assert run["identity"]["model_sha256"] == stand["model_sha256"] and run["identity"]["seconds"] == 2.0
+    # ... but only the same job: another model, prompt or budget in that run folder is refused, not mixed in
+    other = save_tiny_model(tmp_path / "other.pt", seed=1)
+    for i, value in ((argv.index("--model") + 1, str(other)), (argv.index("--seconds") + 1, "3")):
+        changed = list(argv)
+        changed[i] = value
+        with pytest.raises(SystemExit, match="stand_seed0.json is another job .*delete that file"):
+            bench_behaviour.main(changed)
+    save_random_clip(tmp_path / "clips" / "stand.gif", 16, seed=5)  # the same file name, another clip
+    with pytest.raises(SystemExit, match="prompt_sha256"):
+        bench_behaviour.main(argv)
 
 
 def test_update_summary_takes_the_name_with_or_without_json(tmp_path: Path) -> None:
