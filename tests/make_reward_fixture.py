@@ -1,6 +1,7 @@
 """Write ``tests/data/reward_fixture.json``: the per-step GenRL rewards the Gymnasium wrapper gives on fixed episodes.
 
-Run ``python tests/make_reward_fixture.py`` from the repository root. For every shipped model
+Run ``python tests/make_reward_fixture.py`` from the repository root (``--domains walker``: re-record only the
+cases of a shipped model that changed, as when the walker was replaced in session 19). For every shipped model
 (``genrl_gym/pretrained/<domain>``) and each of its tasks' shipped prompt clips, the episode is the frames of a shipped
 clip of the same domain (``genrl_gym.prompts.read_video``) replayed by :class:`ReplayEnv`, with actions drawn from a
 seeded numpy generator, and the rewards are what :class:`genrl_gym.wrappers.GenRLReward` returns step by step (the
@@ -117,24 +118,45 @@ def wrapper_rewards(case: dict[str, Any]) -> np.ndarray:
     return np.asarray(rewards, dtype=np.float32)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     import torch
 
     import genrl_gym  # noqa: F401  (render guard first)
+    from genrl_gym.model_store import resolve_model_path
+    from genrl_gym.training.export import file_sha256
     from genrl_gym.utils import atomic_write
 
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--domains", nargs="+", default=None,
+                   help="re-record only these domains' cases (a shipped model that changed), keeping the others as "
+                        "recorded; each re-recorded case notes its commit and model sha256. Default: every case")
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    old = json.loads(FIXTURE.read_text()) if args.domains else None
+    if old is not None and old["cpu"] != cpu_name():
+        raise SystemExit(f"{FIXTURE} was recorded on {old['cpu']!r}, this CPU is {cpu_name()!r}: re-record every case "
+                         "(without --domains) so that the fixture holds one CPU's rounding")
+    kept = {json.dumps({k: c[k] for k in ("domain", "prompt_task", "episode_task", "options")}, sort_keys=True): c
+            for c in (old["cases"] if old else [])}
     records = []
     for case in cases():
+        if args.domains and case["domain"] not in args.domains:
+            records.append(kept[json.dumps(case, sort_keys=True)])
+            continue
         rewards = wrapper_rewards(case)
-        records.append({**case, "rewards": rewards.tolist(), "sha256": sha256_f32(rewards)})
+        extra = ({"git_commit": commit, "model_sha256": file_sha256(resolve_model_path(case["domain"])[0])}
+                 if args.domains else {})
+        records.append({**case, "rewards": rewards.tolist(), "sha256": sha256_f32(rewards), **extra})
         print(f"{case['domain']:9s} prompt={case['prompt_task']:5s} episode={case['episode_task']:5s} {case['options']} "
               f"{sha256_f32(rewards)[:16]}", file=sys.stderr)
+    header = ({k: old[k] for k in ("git_commit", "cpu", "torch", "action_seed")} if old else
+              {"git_commit": commit, "cpu": cpu_name(), "torch": torch.__version__, "action_seed": ACTION_SEED})
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(FIXTURE, "w") as f:
-        json.dump({"git_commit": commit, "cpu": cpu_name(), "torch": torch.__version__, "action_seed": ACTION_SEED,
-                   "cases": records}, f, indent=1)
+        json.dump({**header, "cases": records}, f, indent=1)
         f.write("\n")
     print(f"wrote {len(records)} cases to {FIXTURE}", file=sys.stderr)
 

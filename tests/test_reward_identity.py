@@ -2,7 +2,9 @@
 
 The fixture was written by ``python tests/make_reward_fixture.py`` on the code before the reward engine moved into
 :mod:`genrl_gym.reward`: the per-step rewards ``GenRLReward`` returned for every shipped model on its shipped clips.
-Here they are recomputed through :func:`genrl_gym.reward.score_episode` and through the wrapper of today.
+When a shipped model changes, its cases are re-recorded (``--domains <domain>``; each such case records its commit and
+model sha256): the walker's in session 19. Here they are recomputed through :func:`genrl_gym.reward.score_episode`
+and through the wrapper of today.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ def test_the_fixture_covers_every_shipped_clip() -> None:
     assert [{k: c[k] for k in ("domain", "prompt_task", "episode_task", "options")} for c in CASES] == cases()
     assert all(sha256_f32(np.asarray(c["rewards"], np.float32)) == c["sha256"] for c in CASES)
     assert len({c["sha256"] for c in CASES}) == len(CASES)  # distinct episodes: the test can fail
+
+
+def test_re_recorded_cases_are_of_the_shipped_models() -> None:
+    from genrl_gym.model_store import resolve_model_path
+    from genrl_gym.training.export import file_sha256
+
+    for c in CASES:
+        if "model_sha256" in c:
+            assert c["model_sha256"] == file_sha256(resolve_model_path(c["domain"])[0]), \
+                f"the {c['domain']} model changed: `python tests/make_reward_fixture.py --domains {c['domain']}`"
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
