@@ -141,9 +141,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = [(t, s) for t in args.tasks for s in args.seeds]
     run_dir = Path(args.run_dir or f"runs/{args.name or f'behaviour_{args.domain}'}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    identity = {t: job_identity(args.domain, t, model, t if args.text else None if args.prompt_dir is None else
-                                f"{args.prompt_dir}/{t}.gif", args.seconds, args.clock, args.preset, overrides,
-                                args.align) for t in args.tasks}
+    # per task: the text, the clip file, or None for the shipped clip
+    prompts = {t: t if args.text else None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif"
+               for t in args.tasks}
+    model_sha256 = _model_sha256(model)
+    identity = {t: job_identity(args.domain, t, model_sha256, prompts[t], args.seconds, args.clock, args.preset,
+                                overrides, args.align) for t in args.tasks}
     done = {(t, s): json.loads((run_dir / f"{t}_seed{s}.json").read_text()) for t, s in jobs
             if (run_dir / f"{t}_seed{s}.json").exists()}  # finished jobs of an interrupted run are not redone
     for (t, s), job in done.items():  # ... if they are the same job: model, prompt and budget
@@ -157,8 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # spawn, not fork: a forked child of a process that holds torch/OpenMP or EGL threads can deadlock on their locks
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
-                                       t if args.text else
-                                       None if args.prompt_dir is None else f"{args.prompt_dir}/{t}.gif", args.preset,
+                                       prompts[t], args.preset,
                                        eval_seeds, args.video_dir, args.align, overrides, args.clock,
                                        str(run_dir / f"{t}_seed{s}.zip") if args.save_agents else None, args.eval_at)
                    for t, s in jobs if (t, s) not in done}
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         randoms = {t: f.result() for t, f in rand.items()}
 
     results: dict[str, Any] = {"domain": args.domain, "model": model, "preset": args.preset, "seconds": args.seconds,
-                               "clock": args.clock, "overrides": overrides, "model_sha256": _model_sha256(model),
+                               "clock": args.clock, "overrides": overrides, "model_sha256": model_sha256,
                                "align": sorted({r["align"] for r in runs.values()}), "eval_seeds": eval_seeds, "tasks": {}}
     rows = ["| task | GenRLAgent mean (per training seed) | std over seeds | normalised | random mean | random normalised "
             "| beats random on every seed | imagined reward/step | real GenRL reward/step |",
@@ -254,16 +256,17 @@ def _at_budget(run: dict[str, Any], budget: float, full: float) -> dict[str, Any
     return next((c for c in run.get("checkpoints", []) if c["seconds"] == budget), None)
 
 
-def job_identity(domain: str, task: str, model: str, prompt: str | None, seconds: float, clock: str, preset: str,
-                 overrides: dict[str, Any] | None, align: str | None) -> dict[str, Any]:
-    """What makes two jobs of one (task, seed) the same: the model file's and the prompt's sha256 (a clip's file, or
-    a text prompt's text) and the training settings. A resumed run reuses a finished job only if they match."""
+def job_identity(domain: str, task: str, model_sha256: str | None, prompt: str | None, seconds: float, clock: str,
+                 preset: str, overrides: dict[str, Any] | None, align: str | None) -> dict[str, Any]:
+    """What makes two jobs of one (task, seed) the same: the model file's sha256 (``model_sha256``), the prompt's (a
+    clip's file, or a text prompt's text) and the training settings. A resumed run reuses a finished job only if they
+    match."""
     from genrl_gym.prompts import example
     from genrl_gym.training.export import file_sha256
 
     clip = prompt or str(example(domain, task))
     prompt_sha = file_sha256(Path(clip)) if Path(clip).is_file() else hashlib.sha256(clip.encode()).hexdigest()
-    return {"model_sha256": _model_sha256(model), "prompt_sha256": prompt_sha, "seconds": float(seconds),
+    return {"model_sha256": model_sha256, "prompt_sha256": prompt_sha, "seconds": float(seconds),
             "clock": clock, "preset": preset, "overrides": overrides, "align": align}
 
 

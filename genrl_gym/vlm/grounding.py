@@ -148,8 +148,8 @@ class TextGrounding:
             lexicon = load_motion_lexicon()
             heads: dict[str, str] = {}
             for t in texts:
-                if len(words(t)) == 1 and " " not in t.strip():
-                    w = words(t)[0]
+                if len(ws := words(t)) == 1:
+                    w = ws[0]
                     lemma = lexicon.lemma(w) or w
                     heads[lemma] = w if w.endswith("ing") else heads.get(lemma, lemma)
             self._vocab = (frozenset(w for t in texts for w in words(t)), heads)

@@ -27,7 +27,7 @@ import hashlib
 import json
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,12 +45,12 @@ _FORMAT = "genrl-gym-motion-verbs"
 _MOTION_LEXFILE = "38"
 #: Regular inflections, undone in this order (WordNet's "morphy" detachment rules for verbs).
 _DETACH = (("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", ""), ("s", ""))
-_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+_WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 
 
 def words(text: str) -> list[str]:
     """The lower-case words of ``text`` (letters and inner hyphens)."""
-    return _WORD.findall(text.lower())
+    return [w.lower() for w in _WORD.findall(text)]
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,9 @@ class MotionLexicon:
                         return cand
         return None
 
-    def nearest(self, lemma: str, heads: Iterable[str]) -> str | None:
+    def nearest(self, lemma: str, heads: Collection[str]) -> str | None:
         """The first of ``heads`` met going up from ``lemma``'s motion synset (its own words first, then each
         hypernym level), or None when no head is above it."""
-        heads = set(heads)
         start = self.lemmas[lemma]
         seen, queue = {start}, deque([start])
         while queue:
@@ -147,7 +146,7 @@ def rewrite(text: str, known: Iterable[str], heads: Mapping[str, str], *,
         subs.append(Substitution(word, lemma, head, form))
         return form
 
-    out = re.sub(r"[A-Za-z]+(?:-[A-Za-z]+)*", replace, text)
+    out = _WORD.sub(replace, text)
     return (out if subs else text), subs
 
 
