@@ -1,7 +1,9 @@
-"""Shared test builders: tiny random-weight world models and prompt clips (tests never use shipped models)."""
+"""Shared test builders: tiny random-weight world models, prompt clips and a stand-in sentence encoder (tests never use
+shipped models)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from typing import Any
@@ -76,3 +78,20 @@ def killed_mid_torch_save(action: Any, at_call: int = 1, timeout: float = 180.0)
             os.waitpid(pid, 0)
             raise TimeoutError(f"the child writer did not finish in {timeout} s")
         time.sleep(0.05)
+
+
+class BagOfWords:
+    """Deterministic stand-in sentence encoder: unit-norm sum of one fixed random vector per lower-cased word."""
+
+    name = "bag-of-words-test"
+    sha256 = "0" * 64
+    dim = 384
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().replace(",", " ").split():
+                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
+                out[i] += np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            out[i] /= max(float(np.linalg.norm(out[i])), 1e-12)
+        return out

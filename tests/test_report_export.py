@@ -309,3 +309,32 @@ def test_a_continued_model_records_its_init_and_counts_both_runs_updates(run: Pa
     other = export_model(run2, "walker", tmp_path / "other")
     with pytest.raises(CheckpointError, match="continues"):
         record_mfwm_init(run2, other)
+
+
+def test_the_reports_vlm_line_says_whether_text_is_grounded(run: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A video-only model's report says text is refused until ``genrl ground`` fits a grounding; grounding it rewrites
+    the note of model.json, report.json and REPORT.md's VLM line, and a later report keeps it."""
+    from genrl_gym.training.grounding import ground_model
+    from genrl_gym.vlm import text_encoder
+    from tests.helpers import BagOfWords
+
+    monkeypatch.setattr(text_encoder, "_ENCODER", BagOfWords())
+    dest = tmp_path / "model"
+    export_model(run, "walker", dest)
+    model_report(dest, run / "heldout", dest, random_episodes=0)
+
+    def notes() -> list[str]:
+        line = next(li for li in (dest / "REPORT.md").read_text().splitlines() if li.startswith("- VLM: "))
+        return [json.loads((dest / "model.json").read_text())["vlm"]["note"],
+                json.loads((dest / "report.json").read_text())["model"]["vlm"]["note"], line]
+
+    before = notes()
+    assert all("text prompts are refused" in n and "genrl ground" in n for n in before)
+    ground_model(dest, seeds=2, horizon=7)
+    after = notes()
+    assert all("go through its text grounding" in n and "(stand, walk)" in n for n in after)
+    assert after[2].startswith(before[2][:before[2].index("). ") + 3]) and after[2].endswith(after[1] + ".")
+    model_store.clear_model_cache()
+    model_report(dest, run / "heldout", dest, random_episodes=0)  # a later report finds the grounding beside the model
+    assert notes() == after

@@ -22,24 +22,7 @@ from genrl_gym.vlm import load_vlm
 from genrl_gym.vlm import text_encoder
 from genrl_gym.vlm.grounding import GROUNDING_FILE, GroundedTextVLM, TextGrounding
 from genrl_gym.training.grounding import anchor_captions, fit_text_grounding, task_captions
-from tests.helpers import save_tiny_model
-
-
-class BagOfWords:
-    """Deterministic stand-in sentence encoder: unit-norm sum of one fixed random vector per lower-cased word."""
-
-    name = "bag-of-words-test"
-    sha256 = "0" * 64
-    dim = 384
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().replace(",", " ").split():
-                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
-                out[i] += np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-            out[i] /= max(float(np.linalg.norm(out[i])), 1e-12)
-        return out
+from tests.helpers import BagOfWords, save_tiny_model
 
 
 CAPTIONS = {"stand": ["stand", "standing still", "stand upright"], "walk": ["walk", "walking forward", "walk slowly"],

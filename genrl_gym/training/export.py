@@ -24,6 +24,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from genrl_gym.model_store import PRETRAINED_DIR
 from genrl_gym.models import MFWM
 from genrl_gym.reward import ALIGNS
 from genrl_gym.utils import CheckpointError, atomic_write, file_sha256
+from genrl_gym.vlm.grounding import GROUNDING_FILE
 
 __all__ = ["export_model", "DEFAULT_MAX_MB", "file_sha256", "read_run", "publish", "RunFiles"]
 
@@ -120,14 +122,27 @@ def _training_updates(files: RunFiles) -> int | None:
     return int(cfg["steps"]) if isinstance(cfg.get("steps"), int) else None
 
 
-def vlm_summary(vlm: dict[str, Any] | None) -> dict[str, Any]:
-    """VLM identity plus whether text prompts work, with the note users see for video-only models."""
+def vlm_summary(vlm: dict[str, Any] | None, grounded: Sequence[str] | None = None) -> dict[str, Any]:
+    """VLM identity plus whether and how text prompts work, with the note users see (``model.json``, ``REPORT.md``).
+
+    :param vlm: the model's VLM identity dict.
+    :param grounded: the behaviours of the text grounding shipped beside a video-only model (``grounding.npz``), or None
+        when it has none.
+    """
     if not vlm:
         return {"identity": None, "has_language": False, "note": "this model records no VLM identity"}
     has_language = vlm.get("backend") != "video-only"
-    note = ("text prompts work (the VLM has language weights)" if has_language else
-            "video prompts only: the offline default VLM has no language, so text prompts are refused. Build a text-capable "
-            "model with `genrl pipeline --domain <domain> --vlm open_clip:ViT-B-32:<weights file>` (real weights needed)")
+    open_vocabulary = ("Open vocabulary needs a real VLM: `genrl pipeline --domain <domain> --vlm "
+                       "open_clip:ViT-B-32:<weights file>` (real weights needed)")
+    if has_language:
+        note = "text prompts work (the VLM has language weights)"
+    elif grounded:
+        note = (f"the VLM has no language; text prompts of this model's behaviours ({', '.join(grounded)}) and their "
+                f"paraphrases go through its text grounding ({GROUNDING_FILE}, see text_grounding and "
+                f"docs/text-prompts.md), other text is refused. {open_vocabulary}")
+    else:
+        note = ("video prompts only: the offline default VLM has no language and this model has no text grounding, so "
+                "text prompts are refused (fit one with `genrl ground --model <model>`). " + open_vocabulary)
     return {"identity": dict(vlm), "has_language": has_language, "note": note}
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from genrl_gym.data import EpisodeStore
+from genrl_gym.model_store import load_text_grounding
 from genrl_gym.models import MFWM
 from genrl_gym.pictures import MAX_PNG_BYTES, image_grid, save_png, to_uint8
 from genrl_gym.prompts import decode_target, read_video, target_from_prompt
@@ -196,9 +197,13 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
     # 5. summary ------------------------------------------------------------------------------------------------------
     cfg = model.config
     meta = model.metadata
+    grounding = getattr(model, "text_grounding", None)  # the grounding beside the model file, if any
+    if grounding is None and loc["model_path"] is not None:
+        grounding = load_text_grounding(loc["model_path"], model)
     summary = {"domain": model.domain, "preset": cfg.preset, "updates": meta.get("updates"),
                "frames": (meta.get("recipe") or {}).get("frames", meta.get("num_frames")),
-               "vlm": vlm_summary(model._vlm), "render_settings": model.render_settings,
+               "vlm": vlm_summary(model._vlm, grounding.behaviours if grounding is not None else None),
+               "render_settings": model.render_settings,
                "align": meta.get("align", meta.get("reward_align")),
                "model_file": short_path(loc["model_path"]) if loc["model_path"] else None,
                "model_sha256": file_sha256(loc["model_path"]) if loc["model_path"] else None,
