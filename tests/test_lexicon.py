@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from genrl_gym.vlm.lexicon import build_motion_lexicon, load_motion_lexicon, rewrite
+from genrl_gym.vlm.lexicon import build_motion_lexicon, drop_subject, load_motion_lexicon, rewrite
 
 # A tiny WordNet in its own file format (wndb(5)): offset lexfile pos word-count words pointer-count pointers | gloss.
 # Lexfile 38 is verb.motion, 32 verb.communication.
@@ -76,6 +76,27 @@ def test_rewrite(tiny) -> None:  # noqa: ANN001
     assert rewrite("amble", known | {"amble"}, HEADS, lexicon=tiny) == ("amble", [])  # a caption word stays
     assert rewrite("walks", known, HEADS, lexicon=tiny) == ("walks", [])  # an inflection of a head verb stays
     assert rewrite("ambling", known | {"amble"}, HEADS, lexicon=tiny)[0] == "walking"  # of another caption word not
+
+
+@pytest.mark.parametrize("text, read, dropped", [
+    ("the agent is running", "running", "the agent is"), ("The Walker runs forward", "runs forward", "The Walker"),
+    ("it walks", "walks", "it"), ("a person standing", "standing", "a person"),
+    ("the robot does a backflip", "does a backflip", "the robot"), ("the stick  figure will walk", "walk",
+                                                                    "the stick figure will"),
+    ("robot", "robot", None), ("the robot is", "the robot is", None),  # nothing would be left: unchanged
+    ("walk like a robot", "walk like a robot", None), ("stand on your feet", "stand on your feet", None),
+    ("itself", "itself", None), ("heave", "heave", None)])  # a subject word must be a whole word
+def test_a_leading_subject_is_left_out(text: str, read: str, dropped: str | None) -> None:
+    out, sub = drop_subject(text)
+    assert out == read and (sub.word if sub else None) == dropped
+    if sub is not None:
+        assert sub.kind == "subject" and sub.explain() == f"the subject {dropped!r} left out"
+
+
+def test_rewrite_leaves_out_the_subject_then_reads_rare_verbs(tiny) -> None:  # noqa: ANN001
+    text, subs = rewrite("the robot ambles along", {"along"}, HEADS, lexicon=tiny)
+    assert text == "walk along" and [s.kind for s in subs] == ["subject", "wordnet"]
+    assert subs[1].explain() == "WordNet puts 'amble' under 'walk'"
 
 
 def test_shipped_lexicon() -> None:

@@ -312,6 +312,22 @@ def test_rare_motion_verb_is_read_through_wordnet(model_dir: Path, encoder: BagO
     assert "read as" not in str(err.value)
 
 
+def test_a_subject_is_left_out_before_embedding(model_dir: Path, encoder: BagOfWords,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Bag of words: "the walker" would pull "the walker running fast" towards the caption "walk"; left out, the phrase is
+    the run caption itself. Logs and errors say how the phrase was read."""
+    model = resolve_model(model_dir)
+    g = _fit(model, encoder, threshold=0.5)
+    plain = g.assess("the walker running fast", reading=("the walker running fast", []))
+    with caplog.at_level(logging.INFO, logger="genrl_gym.vlm.grounding"):
+        got = g.embed_text(["the walker running fast"])
+    assert "read as 'running fast': the subject 'the walker' left out" in caplog.text
+    assert "grounded as 'run' (similarity 1.00" in caplog.text and plain.similarity < 0.99
+    assert torch.allclose(got, torch.from_numpy(g.map(encoder.encode(["running fast"]))))
+    with pytest.raises(PromptError, match="read as 'make coffee': the subject 'the robot will' left out"):
+        g.embed_text(["the robot will make coffee"])
+
+
 def test_rare_verb_of_a_behaviour_the_model_lacks_is_refused(model_dir: Path, encoder: BagOfWords) -> None:
     """A model without walking data reads "toddle" as "walk" (a behaviour named in captions.json) and refuses it."""
     model = resolve_model(model_dir)

@@ -19,8 +19,10 @@ otherwise :meth:`TextGrounding.check` raises a PromptError naming the known beha
 and how to get a model with a real VLM. The threshold and the anchor rule were set from measurements
 (benchmarks/text_grounding.py; each shipped model's REPORT.md, "Text prompts").
 
-Before embedding, a word that no caption uses is replaced by the caption verb WordNet puts above it ("amble along" ->
-"walk along", "scurry" -> "run"; :mod:`genrl_gym.vlm.lexicon`), because the sentence encoder knows rare verbs badly.
+Before embedding, a leading subject is left out ("the agent is running" -> "running") and a word that no caption uses
+is replaced by the caption verb WordNet puts above it ("amble along" -> "walk along", "scurry" -> "run";
+:mod:`genrl_gym.vlm.lexicon`), because the sentence encoder weighs the subject as much as the verb and knows rare verbs
+badly.
 
 A grounding is saved beside its model as ``grounding.npz`` (arrays and one JSON string; no pickles) and loaded with the
 model by :func:`genrl_gym.model_store.resolve_model`.
@@ -81,11 +83,11 @@ class Grounded:
     phrase: str = ""
 
     def reading(self) -> str:
-        """``" (read as 'walk along': WordNet puts 'amble' under 'walk')"`` when words were replaced, else ``""``."""
+        """``" (read as 'walk along': WordNet puts 'amble' under 'walk')"`` when the phrase was changed before
+        embedding (a rare verb replaced, a subject left out), else ``""``."""
         if not self.via:
             return ""
-        why = ", ".join(f"{s.lemma!r} under {s.head!r}" for s in self.via)
-        return f" (read as {self.phrase!r}: WordNet puts {why})"
+        return f" (read as {self.phrase!r}: {'; '.join(s.explain() for s in self.via)})"
 
 
 @dataclass
