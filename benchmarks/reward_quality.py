@@ -132,6 +132,34 @@ def score_by_task(spec: Any, episodes: list[dict[str, Any]], features: list[Any]
             for t, target in targets.items()}
 
 
+def baseline_study(genrl: dict[str, list[np.ndarray]], true: list[np.ndarray], tasks: list[str],
+                   lambdas: list[float], results: dict[str, Any]) -> list[str]:
+    """Goal-baseline rewards (after VLM-RM's baseline prompt): each prompt's per-step reward minus ``lambda`` x the
+    reward of another task's prompt on the same steps (or of the mean of the others), correlated with the prompt's own
+    true reward. Returns the Markdown rows and records ``results["baselines"]``.
+
+    :param true: per episode, the true rewards ``[len(tasks), L]`` (row order = ``tasks``).
+    """
+    rows = ["Goal minus lambda x baseline (episode Spearman / per-step Pearson against the goal's true reward; "
+            "lambda 0 is the reward itself):", "",
+            "| goal | baseline | " + " | ".join(f"lambda {lam:g}" for lam in [0.0, *lambdas]) + " |",
+            "|---|---|" + "---|" * (len(lambdas) + 1)]
+    results["baselines"] = {}
+    for k, goal in enumerate(tasks):
+        others = [t for t in tasks if t != goal]
+        for base in [*others, "mean of the others"]:
+            base_r = genrl[base] if base in genrl else [np.mean([genrl[t][i] for t in others], axis=0)
+                                                         for i in range(len(true))]
+            cells = []
+            for lam in [0.0, *lambdas]:
+                mixed = [g - lam * b for g, b in zip(genrl[goal], base_r)]
+                c = correlations(mixed, [ep[k] for ep in true])
+                results["baselines"][f"{goal} - {lam:g} x {base}"] = c
+                cells.append(f"{c['episode_spearman']:.2f} / {c['step_pearson']:.2f}")
+            rows.append(f"| {goal} | {base} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domain", default="walker")
@@ -149,6 +177,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--note", default="", help="text added to the results' notes (e.g. where the checkpoints came from)")
     p.add_argument("--study", action="store_true",
                    help="also every score kind x alignment of genrl_gym.reward (a table of the same correlations)")
+    p.add_argument("--baselines", type=float, nargs="*", default=[],
+                   help="also a goal-baseline study: each prompt's reward minus LAMBDA x another task's prompt reward "
+                        "(and minus LAMBDA x the mean of the others), for each LAMBDA given")
     args = p.parse_args(argv)
 
     import torch
@@ -225,10 +256,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results["study"][f"{align}/{kind}"] = cells
                 rows.append(f"| {align} | {kind} | " + " | ".join(
                     f"{cells[t]['episode_spearman']:.2f} / {cells[t]['step_pearson']:.2f}" for t in tasks) + " |")
+    if args.baselines and len(tasks) > 1:
+        rows += ["", "", *baseline_study(genrl, [ep["true"] for ep in episodes], tasks, args.baselines, results)]
     reproduce = reproduce_command("benchmarks.reward_quality", ("domain", args.domain), ("tasks", args.tasks),
                                   ("policies", args.policies), ("noise", args.noise), ("seeds", args.seeds),
                                   ("model", args.model), ("prompt-dir", args.prompt_dir), ("name", args.name),
-                                  ("study", bool(args.study)))
+                                  ("study", bool(args.study)), ("baselines", args.baselines or None))
     notes = (f"Held-out episodes of {args.episode_frames} frames from {len(args.policies)} policies x noise levels "
              f"{args.noise} x seeds {args.seeds} ({len(episodes)} episodes): {', '.join(args.policies)}. Each episode "
              "is scored by every task's shipped clip as the GenRL/<Domain>-v0 envs score it; true rewards of the other "

@@ -33,6 +33,21 @@ def test_correlations() -> None:
     assert c["episode_spearman"] == pytest.approx(-1.0) and c["episodes"] == 5 and c["steps"] == 250
 
 
+def test_baseline_study_removes_what_the_goal_reward_shares_with_a_baseline() -> None:
+    """A walk reward that is the true walk reward plus the stand reward: subtracting 1 x stand recovers it exactly."""
+    rng = np.random.default_rng(1)
+    true = [np.stack([np.r_[0.0, rng.uniform(0, 1, 30) + 0.2 * k] for _ in range(2)]) for k in range(6)]  # [stand, walk]
+    stand = [np.r_[0.0, rng.uniform(0, 3, 30)] for _ in range(6)]
+    genrl = {"stand": stand, "walk": [t[1] + s for t, s in zip(true, stand)]}
+    results: dict = {}
+    rows = reward_quality.baseline_study(genrl, true, ["stand", "walk"], [0.5, 1.0], results)
+    plain, exact = results["baselines"]["walk - 0 x stand"], results["baselines"]["walk - 1 x stand"]
+    assert exact["step_pearson"] == pytest.approx(1.0) and exact["episode_spearman"] == pytest.approx(1.0)
+    assert plain["step_pearson"] < 0.6
+    assert results["baselines"]["walk - 1 x mean of the others"] == exact  # one other task: the mean is that task
+    assert "| walk | stand | " in "\n".join(rows) and "lambda 0.5" in rows[2]
+
+
 @pytest.mark.slow
 def test_reward_quality_benchmark_end_to_end(tmp_path: Path) -> None:
     model = save_tiny_model(tmp_path / "walker.pt")
