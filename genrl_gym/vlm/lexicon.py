@@ -35,7 +35,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from genrl_gym.utils import atomic_write
 
@@ -67,7 +67,7 @@ class Substitution:
     lemma: str
     head: str
     form: str
-    kind: str = "wordnet"
+    kind: Literal["wordnet", "subject"] = "wordnet"
 
     def explain(self) -> str:
         """``"WordNet puts 'amble' under 'walk'"`` or ``"the subject 'the agent is' left out"``."""
@@ -76,10 +76,11 @@ class Substitution:
         return f"WordNet puts {self.lemma!r} under {self.head!r}"
 
 
-#: A leading subject: who moves, not how ("the agent is running", "the walker runs", "it walks"), with a be-form or
-#: modal after it. The encoder weighs such words as much as the verb: "the agent runs" is 0.40 similar to the nearest
-#: running caption and "the walker runs" nearest to "walk", while "runs" is 0.87 similar to "running".
+#: Be-forms and modals that may follow a subject ("the agent is running", "the robot will walk").
 _AUXILIARIES = frozenset("is are was were will shall should must can could would".split())
+#: A leading subject: who moves, not how ("the agent is running", "the walker runs", "it walks"). The encoder weighs
+#: such words as much as the verb: "the agent runs" is 0.40 similar to the nearest running caption and "the walker
+#: runs" nearest to "walk", while "runs" is 0.87 similar to "running".
 _SUBJECT = re.compile(
     r"^\s*(?:(?:(?:the|a|an|this|that|our|my|your|its|his|her)\s+)?(?:agent|robot|bot|walker|figure|stick\s+figure|"
     r"stickman|body|person|man|woman|human|humanoid|character|creature|animal|cheetah|quadruped|dog)|it|he|she|they)"
