@@ -23,8 +23,8 @@ import json
 import logging
 import os
 import warnings
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -144,6 +144,13 @@ def vlm_summary(vlm: dict[str, Any] | None, grounded: Sequence[str] | None = Non
         note = ("video prompts only: the offline default VLM has no language and this model has no text grounding, so "
                 "text prompts are refused (fit one with `genrl ground --model <model>`). " + open_vocabulary)
     return {"identity": dict(vlm), "has_language": has_language, "note": note}
+
+
+def vlm_line(summary: dict[str, Any]) -> str:
+    """The VLM line of ``REPORT.md`` for a :func:`vlm_summary`: ``- VLM: `<backend>:<model>` (weights ..., D-d). <note>.``"""
+    ident = summary["identity"] or {}
+    return (f"- VLM: `{ident.get('backend')}:{ident.get('model')}` (weights `{ident.get('weights')}`, "
+            f"{ident.get('embed_dim')}-d). {summary['note']}.")
 
 
 def export_model(run_dir: str | os.PathLike[str], domain: str, dest: str | os.PathLike[str] | None = None, *,

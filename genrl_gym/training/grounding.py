@@ -33,7 +33,7 @@ from genrl_gym.envs.tasks import TASKS, tasks_of
 from genrl_gym.model_store import resolve_model, resolve_model_path
 from genrl_gym.models.mfwm import identity_dict
 from genrl_gym.prompts import clear_cache, decode_target, list_examples, target_from_prompt
-from genrl_gym.training.export import vlm_summary
+from genrl_gym.training.export import vlm_line, vlm_summary
 from genrl_gym.utils import atomic_write
 from genrl_gym.vlm import load_vlm
 from genrl_gym.vlm.base import DEFAULT_WINDOW
@@ -245,31 +245,31 @@ def record_in_model_json(path: str | os.PathLike[str], grounding: TextGrounding)
     data = json.loads(path.read_text())
     data["text_grounding"] = grounding.record()
     if isinstance(data.get("vlm"), dict):
-        note = vlm_summary(data["vlm"].get("identity"), grounding.behaviours)["note"]
-        data["vlm"]["note"] = note
-        _record_in_report(path.parent, note)
+        summary = vlm_summary(data["vlm"].get("identity"), grounding.behaviours)
+        data["vlm"]["note"] = summary["note"]
+        _record_in_report(path.parent, summary)
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2)
     return True
 
 
-def _record_in_report(folder: Path, note: str) -> None:
-    """Replace the VLM note of a ``genrl report`` in ``folder`` (report.json's ``model.vlm.note``, REPORT.md's
-    ``- VLM:`` line), which was written before the grounding existed."""
+def _record_in_report(folder: Path, summary: dict[str, Any]) -> None:
+    """Put a :func:`vlm_summary`'s note into the ``genrl report`` of ``folder`` (report.json's ``model.vlm.note``,
+    REPORT.md's VLM line, :func:`vlm_line`), which was written before the grounding existed."""
     report_json = folder / "report.json"
     if report_json.is_file():
         data = json.loads(report_json.read_text())
         vlm = (data.get("model") or {}).get("vlm")
         if isinstance(vlm, dict):
-            vlm["note"] = note
+            vlm["note"] = summary["note"]
             with atomic_write(report_json, "w") as f:
                 json.dump(data, f, indent=2, default=str)
     report_md = folder / "REPORT.md"
     if report_md.is_file():
         lines = report_md.read_text().split("\n")
         for i, line in enumerate(lines):
-            if line.startswith("- VLM: ") and "). " in line:  # "- VLM: `<identity>` (weights ..., D-d). <note>."
-                lines[i] = line[:line.index("). ") + 3] + note + "."
+            if line.startswith("- VLM: "):
+                lines[i] = vlm_line(summary)
                 with atomic_write(report_md, "w") as f:
                     f.write("\n".join(lines))
                 break

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from genrl_gym.envs.tasks import env_id
+from genrl_gym.training.export import vlm_line
 from genrl_gym.training.report.numbers import ReportNumbers
 
 __all__ = ["report_markdown", "md_table", "short_path"]
@@ -29,12 +30,9 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 def report_markdown(r: ReportNumbers) -> str:
     """The text of ``REPORT.md`` describing the report's numbers (the pictures are linked by file name)."""
     m, d, tasks = r.model, r.discrimination, r.tasks
-    vlm = m["vlm"]
-    ident = vlm["identity"] or {}
     lines = [f"# {m['domain']} world model: quality report", "",
              f"- preset `{m['preset']}`, {m['updates']} world-model updates, trained on {m['frames']} frames",
-             f"- VLM: `{ident.get('backend')}:{ident.get('model')}` (weights `{ident.get('weights')}`, "
-             f"{ident.get('embed_dim')}-d). {vlm['note']}.",
+             vlm_line(m["vlm"]),
              f"- render settings: {json.dumps(m['render_settings'])}",
              f"- model file: `{m['model_file'] or '(in memory)'}`"
              + (f", sha256 `{m['model_sha256'][:16]}...`" if m["model_sha256"] else ""),
