@@ -311,8 +311,8 @@ def test_a_continued_model_records_its_init_and_counts_both_runs_updates(run: Pa
         record_mfwm_init(run2, other)
 
 
-def test_the_reports_vlm_line_says_whether_text_is_grounded(run: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_reports_vlm_line_says_whether_text_is_grounded(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     """A video-only model's report says text is refused until ``genrl ground`` fits a grounding; grounding it rewrites
     the note of model.json, report.json and REPORT.md's VLM line, and a later report keeps it."""
     from genrl_gym.training.grounding import ground_model
@@ -338,3 +338,11 @@ def test_the_reports_vlm_line_says_whether_text_is_grounded(run: Path, tmp_path:
     model_store.clear_model_cache()
     model_report(dest, run / "heldout", dest, random_episodes=0)  # a later report finds the grounding beside the model
     assert notes() == after
+    # a broken report.json does not stop the grounding or model.json: a warning says how to rewrite it
+    (dest / "report.json").write_text("{not json")
+    (dest / "model.json").write_text(json.dumps({**json.loads((dest / "model.json").read_text()), "text_grounding": None}))
+    with caplog.at_level("WARNING", logger="genrl_gym.training.grounding"):
+        ground_model(dest, seeds=2, horizon=7)
+    assert json.loads((dest / "model.json").read_text())["text_grounding"] is not None
+    assert "report.json is not valid JSON" in caplog.text and "genrl report" in caplog.text
+    assert (dest / "report.json").read_text() == "{not json"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,8 @@ from genrl_gym.vlm.text_encoder import load_sentence_encoder
 __all__ = ["DEFAULT_METHOD", "DEFAULT_RIDGE", "DEFAULT_SEEDS", "DEFAULT_TARGET_HORIZON", "TEMPERATURES",
            "anchor_captions", "fit_text_grounding", "ground_model", "model_task_windows", "record_in_model_json",
            "task_captions"]
+
+logger = logging.getLogger(__name__)
 
 #: Ridge penalty of the ridge map (sentence embeddings are unit-norm).
 DEFAULT_RIDGE = 0.1
@@ -247,9 +250,10 @@ def record_in_model_json(path: str | os.PathLike[str], grounding: TextGrounding)
     if isinstance(data.get("vlm"), dict):
         summary = vlm_summary(data["vlm"].get("identity"), grounding.behaviours)
         data["vlm"]["note"] = summary["note"]
-        _record_in_report(path.parent, summary)
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2)
+    if isinstance(data.get("vlm"), dict):
+        _record_in_report(path.parent, summary)
     return True
 
 
@@ -258,8 +262,14 @@ def _record_in_report(folder: Path, summary: dict[str, Any]) -> None:
     REPORT.md's VLM line, :func:`vlm_line`), which was written before the grounding existed."""
     report_json = folder / "report.json"
     if report_json.is_file():
-        data = json.loads(report_json.read_text())
-        vlm = (data.get("model") or {}).get("vlm")
+        try:
+            data = json.loads(report_json.read_text())
+        except ValueError as e:  # the grounding and model.json are written; a broken report must not undo that
+            logger.warning("%s is not valid JSON (%s); its VLM note is left as it was: rewrite the report with "
+                           "`genrl report`", report_json, e)
+            data = None
+        model = data.get("model") if isinstance(data, dict) else None
+        vlm = model.get("vlm") if isinstance(model, dict) else None
         if isinstance(vlm, dict):
             vlm["note"] = summary["note"]
             with atomic_write(report_json, "w") as f:
