@@ -49,6 +49,7 @@ __all__ = [
     "decode_target",
     "embed_prompt",
     "embed_prompt_with",
+    "embed_video_prompt",
     "example",
     "image_prompt_frames",
     "list_examples",
@@ -180,18 +181,39 @@ def _as_rgb_frames(frames: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(frames[..., :3])
 
 
-def video_prompt_frames(frames: np.ndarray, image_size: int = 64, window: int = MIN_VIDEO_FRAMES) -> np.ndarray:
-    """The frames a video prompt is embedded from: stride ``max(T // 128, 1)``, first ``window`` frames, resized (bilinear,
-    antialiased) to ``image_size``. ``frames uint8 [T, H, W, 3]`` -> ``uint8 [window, S, S, 3]``."""
+def video_prompt_frames(frames: np.ndarray, image_size: int = 64) -> np.ndarray:
+    """The frames a video prompt is embedded from: stride ``max(T // 128, 1)`` (at most 255 frames), resized
+    (bilinear, antialiased) to ``image_size``. ``frames uint8 [T, H, W, 3]`` (``T >= 8``) -> ``uint8 [L, S, S, 3]``."""
     T = frames.shape[0]
-    if T < window:
-        raise PromptError(f"video prompt has {T} frames; at least {window} are needed (one VLM window); a single image "
-                          "is an image prompt: pass it as uint8 [H, W, 3] or a .png/.jpg path")
-    clip = frames[:: max(T // 128, 1)][:window]
+    if T < MIN_VIDEO_FRAMES:
+        raise PromptError(f"video prompt has {T} frames; at least {MIN_VIDEO_FRAMES} are needed (one VLM window); a "
+                          "single image is an image prompt: pass it as uint8 [H, W, 3] or a .png/.jpg path")
+    clip = frames[:: max(T // 128, 1)]
     x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float()
     if x.shape[-2:] != (image_size, image_size):
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def embed_video_prompt(vlm: Any, clip: np.ndarray) -> Tensor:
+    """A video prompt's embedding: the mean of the unit embeddings of every 8-frame window of ``clip`` (uint8
+    ``[L, S, S, 3]``, :func:`video_prompt_frames`), re-normalised -> float32 ``[D]``.
+
+    Why every window and not the first: the video-only VLM's window embeddings follow the phase of a gait (two windows
+    of one walking clip can be orthogonal), so one window describes a moment of the behaviour and the mean describes
+    the behaviour (docs/models.md, "Video prompts"). Uses the VLM's ``embed_sliding`` (each frame through the VLM once)
+    when it has one.
+    """
+    window = int(getattr(vlm, "window", MIN_VIDEO_FRAMES))
+    if clip.shape[0] < window:
+        raise PromptError(f"video prompt has {clip.shape[0]} frames after striding; the VLM needs {window}")
+    if hasattr(vlm, "embed_sliding"):
+        e = vlm.embed_sliding(clip)
+    else:
+        starts = range(clip.shape[0] - window + 1)
+        e = vlm.embed_video(np.stack([clip[s:s + window] for s in starts]))
+    e = F.normalize(torch.as_tensor(e, dtype=torch.float32).reshape(-1, torch.as_tensor(e).shape[-1]), dim=-1)
+    return F.normalize(e.mean(0), dim=-1)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -277,8 +299,9 @@ def embed_prompt_with(vlm: Any, prompt: str | os.PathLike[str] | np.ndarray | Te
     """Embed a prompt with any VLM (no world model): -> (unit-norm float32 CPU embedding ``[D]``, kind), kind
     ``"text"``, ``"video"`` or ``"image"``.
 
-    Video prompts use :func:`video_prompt_frames` (stride, first window, resized to ``image_size`` pixels), image prompts
-    the image repeated over one window (:func:`image_prompt_frames`), then the same; text needs
+    Video prompts: the mean over every 8-frame window of :func:`video_prompt_frames` (strided, resized to ``image_size``
+    pixels; :func:`embed_video_prompt`); image prompts: the image repeated over one window (:func:`image_prompt_frames`);
+    text needs
     ``vlm.has_language``. ``domain`` only words the error for a text prompt to a video-only VLM.
     """
     kind, payload, _, _ = _classify(prompt)
@@ -296,7 +319,7 @@ def embed_prompt_with(vlm: Any, prompt: str | os.PathLike[str] | np.ndarray | Te
         e = vlm.embed_video(video_prompt_frames(image_prompt_frames(image), image_size)[None])
     else:
         frames = read_video(payload) if isinstance(payload, Path) else payload
-        e = vlm.embed_video(video_prompt_frames(frames, image_size)[None])
+        e = embed_video_prompt(vlm, video_prompt_frames(frames, image_size))
     e = torch.as_tensor(e, dtype=torch.float32).reshape(1, -1)[0]
     return F.normalize(e, dim=-1).cpu(), kind
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from genrl_gym.envs import make_pixel_env
 from genrl_gym.models import MFWM, preset
-from genrl_gym.prompts import (MAX_PROMPT_CHARS, TargetTrajectory, clear_cache, decode_target, example, list_examples,
-                               read_video, target_from_prompt, video_prompt_frames, write_video)
+from genrl_gym.prompts import (MAX_PROMPT_CHARS, TargetTrajectory, clear_cache, decode_target, embed_video_prompt, example,
+                               list_examples, read_video, target_from_prompt, video_prompt_frames, write_video)
 from genrl_gym.utils import PromptError
 from genrl_gym.vlm import load_vlm
 
@@ -114,8 +114,7 @@ def test_video_prompt_files_and_arrays(video_vlm, frames: np.ndarray, tmp_path: 
     from_array = target_from_prompt(model, frames, vlm=video_vlm)
     assert from_array.kind == "video" and not from_array.aligned and from_array.stoch.shape == (17, 16)
     assert from_array.prompt == "<video array (20, 64, 64, 3)>"
-    expected = video_vlm.embed_video(frames[None, :8])[0]
-    torch.testing.assert_close(from_array.embedding, F.normalize(expected, dim=-1))
+    torch.testing.assert_close(from_array.embedding, embed_video_prompt(video_vlm, frames), atol=1e-5, rtol=1e-4)
     gif, mp4 = write_video(frames, tmp_path / "clip.gif"), write_video(frames, tmp_path / "clip.mp4")
     for path in (gif, str(mp4)):
         t = target_from_prompt(model, path)  # vlm=None: the model's own VLM, loaded by identity
@@ -127,11 +126,46 @@ def test_video_prompt_files_and_arrays(video_vlm, frames: np.ndarray, tmp_path: 
 
 
 def test_video_prompt_frames_rule() -> None:
-    clip = np.arange(300, dtype=np.uint8)[:, None, None, None] * np.ones((1, 64, 64, 3), np.uint8)
-    assert video_prompt_frames(clip)[:, 0, 0, 0].tolist() == [0, 2, 4, 6, 8, 10, 12, 14]  # stride 300 // 128 = 2
-    assert video_prompt_frames(clip[:100])[:, 0, 0, 0].tolist() == list(range(8))  # stride 1: the first 8 frames
+    clip = (np.arange(300) % 256).astype(np.uint8)[:, None, None, None] * np.ones((1, 64, 64, 3), np.uint8)
+    strided = video_prompt_frames(clip)
+    assert len(strided) == 150 and strided[:8, 0, 0, 0].tolist() == [0, 2, 4, 6, 8, 10, 12, 14]  # stride 300 // 128
+    assert video_prompt_frames(clip[:100])[:, 0, 0, 0].tolist() == list(range(100))  # stride 1: every frame
     wide = np.zeros((10, 96, 128, 3), np.uint8)
-    assert video_prompt_frames(wide).shape == (8, 64, 64, 3)
+    assert video_prompt_frames(wide).shape == (10, 64, 64, 3)
+
+
+class _WindowsOnly:
+    """A VLM with embed_video only (no embed_sliding): the prompt embedding must come out the same."""
+
+    def __init__(self, vlm) -> None:  # noqa: ANN001
+        self.vlm, self.window = vlm, vlm.window
+
+    def embed_video(self, x: np.ndarray) -> torch.Tensor:
+        return self.vlm.embed_video(x)
+
+
+def test_video_prompt_embedding_is_the_mean_over_every_window(video_vlm, frames: np.ndarray) -> None:  # noqa: ANN001
+    windows = np.stack([frames[s:s + 8] for s in range(len(frames) - 7)])  # 13 windows of the 20 frames
+    expected = F.normalize(F.normalize(video_vlm.embed_video(windows), dim=-1).mean(0), dim=0)
+    got = embed_video_prompt(video_vlm, frames)
+    assert got.shape == expected.shape and float(got @ expected) > 0.9999
+    assert float(embed_video_prompt(_WindowsOnly(video_vlm), frames) @ expected) > 0.9999
+    one = embed_video_prompt(video_vlm, frames[:8])  # a one-window clip embeds as that window
+    assert float(one @ F.normalize(video_vlm.embed_video(frames[None, :8])[0], dim=0)) > 0.9999
+
+
+def test_a_periodic_video_prompt_embeds_the_same_from_any_phase(video_vlm) -> None:  # noqa: ANN001
+    # a gait-like clip: a bar sweeping across the frame with period 12; clips of 3 periods + 7 frames starting at
+    # different phases hold the same set of windows, so their embeddings agree though their first windows differ
+    period, n = 12, 3 * 12 + 7
+    cycle = np.zeros((period, 64, 64, 3), np.uint8)
+    for t in range(period):
+        cycle[t, :, 4 * t:4 * t + 12] = 255
+    clips = [np.concatenate([cycle] * 5)[p:p + n] for p in (0, 5)]
+    a, b = (embed_video_prompt(video_vlm, c) for c in clips)
+    first = [F.normalize(video_vlm.embed_video(c[None, :8])[0], dim=0) for c in clips]
+    assert float(a @ b) > 0.9999
+    assert float(first[0] @ first[1]) < float(a @ b) - 0.01  # one window sees one phase only
 
 
 def test_video_prompt_errors(video_vlm, frames: np.ndarray, tmp_path: Path) -> None:  # noqa: ANN001
