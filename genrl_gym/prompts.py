@@ -4,10 +4,11 @@
   video-only VLM, the model's text grounding: :mod:`genrl_gym.vlm.grounding`, loaded with the model by
   :func:`genrl_gym.model_store.resolve_model`, maps a sentence embedding onto the VLM's video embeddings, which then
   skip the aligner as video embeddings do).
-* video (a file path: mp4/gif/webm/..., or a uint8 array ``[T, H, W, 3]``): frames resized to the model's image size, then,
-  as the reference's video prompts, a temporal stride ``k = max(T // 128, 1)`` and the **first 8 frames** after striding
-  give one VLM embedding for the whole clip (so a 30 fps clip contributes its first ~0.27 s x k of motion). Video
-  embeddings skip the aligner by default (it maps text towards video; ``align=True`` applies it, as the reference code does).
+* video (a file path: mp4/gif/webm/..., or a uint8 array ``[T, H, W, 3]``): frames resized to the model's image size and,
+  as the reference's video prompts, strided by ``k = max(T // 128, 1)``; the embedding is the mean over **every 8-frame
+  window** of the strided clip (:func:`embed_video_prompt`; the reference embeds the first 8 frames, which for the
+  video-only VLM describes one phase of a gait, not the behaviour). Video embeddings skip the aligner by default (it
+  maps text towards video; ``align=True`` applies it, as the reference code does).
 * image (a file path: png/jpg/jpeg/bmp/webp, or a uint8 array ``[H, W, 3]``, ``[H, W, 4]`` or grey ``[H, W]``): the
   frame repeated over one VLM window of 8 frames, then embedded as a video (a still pose; no aligner by default); the
   target's ``kind`` is ``"image"``. A 3-d array whose layout cannot be told apart (e.g. ``[3, 64, 64]``, channel-first,

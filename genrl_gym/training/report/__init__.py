@@ -182,7 +182,7 @@ def model_report(run_dir_or_model: str | os.PathLike[str] | MFWM, heldout_store:
             decoded = decode_target(model, target)
             n = decoded.shape[0]
             clip_stoch, _ = posterior_modes(model, frames[:n])
-            prompt_rows += [(f"{task}: clip\n(first 8 frames\nare embedded)", frames[:n]),
+            prompt_rows += [(f"{task}: clip\n(every 8-frame\nwindow embedded)", frames[:n]),
                             (f"{task}: clip recon", to_uint8(model.decode(clip_stoch.to(model.device)).float())),
                             (f"{task}: decoded\ntarget", decoded)]
     files["prompts.png"] = save_png(image_grid(prompt_rows, group=3), out / "prompts.png")
