@@ -309,7 +309,8 @@ def ground_model(model: str | os.PathLike[str], *, out: str | os.PathLike[str] |
     order = {t: i for i, t in enumerate(tasks_of(mfwm.domain))}  # the task table's order
     clips = dict(sorted(clips.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     windows = model_task_windows(mfwm, clips, seeds=seeds, horizon=horizon) if clips else {}
-    sources = [f"decoded connector targets ({horizon} steps) of the prompt clips {sorted(clips)} x {seeds} seeds"]
+    sources = [f"decoded connector targets ({horizon} steps) of the prompt clips {sorted(clips)} x {seeds} seeds "
+               "(each clip embedded as the mean over its 8-frame windows, the rule since session 21)"]
     if store is not None:
         extra = _store_windows(store, list(clips) or None)
         for task, w in extra.items():
