@@ -82,7 +82,11 @@ def repo_relative(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     try:
         return Path(os.path.abspath(p)).relative_to(REPO_ROOT).as_posix()
-    except ValueError:
+    except ValueError:  # a shipped file of another clone of the repository (a run from a second checkout)
+        parts = Path(os.path.abspath(p)).parts
+        for i in range(len(parts) - 1):
+            if parts[i:i + 2] == ("genrl_gym", "pretrained"):
+                return Path(*parts[i:]).as_posix()
         return str(path)
 
 

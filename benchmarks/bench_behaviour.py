@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from benchmarks._machine import repo_relative, reproduce_command, write_results
     from genrl_gym.envs import get_task
+    from genrl_gym.prompts import VIDEO_PROMPT_RULE
     from genrl_gym.utils import atomic_write
 
     eval_seeds = list(range(args.eval_seeds))
@@ -237,7 +238,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.summary:
         update_summary(args.summary, results_dir, [
             {"domain": args.domain, "task": t, "model_sha256": results["model_sha256"],
-             "prompt": repo_relative(runs[(t, args.seeds[0])]["prompt"]), "seconds_per_seed": args.seconds,
+             "prompt": repo_relative(runs[(t, args.seeds[0])]["prompt"]),
+             "prompt_embedding": "text grounding" if args.text else f"video: {VIDEO_PROMPT_RULE}",
+             "seconds_per_seed": args.seconds,
              "clock": args.clock,
              "seeds": list(args.seeds), "returns": [runs[(t, s)]["mean"] for s in args.seeds],
              "random_mean": randoms[t]["mean"], "normalised_mean": results["tasks"][t]["normalized_mean"],

@@ -45,6 +45,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_PROMPT_CHARS",
     "VIDEO_SUFFIXES",
+    "VIDEO_PROMPT_RULE",
     "TargetTrajectory",
     "clear_cache",
     "decode_target",
@@ -63,6 +64,8 @@ __all__ = [
 
 MAX_PROMPT_CHARS = 300  # CLIP-style text towers read <= 77 tokens; longer text is almost surely a mistake (or a path)
 MIN_VIDEO_FRAMES = 8  # one VLM window
+#: how a video prompt becomes one embedding (recorded with benchmark results; before session 21: the first window)
+VIDEO_PROMPT_RULE = "mean over every 8-frame window"
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webm", ".avi", ".mov", ".mkv", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _CHANNELS = (1, 3, 4)  # grey, RGB, RGBA

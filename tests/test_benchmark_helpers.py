@@ -28,3 +28,9 @@ def test_paths_inside_the_repository_are_written_relative_to_it(tmp_path: Path) 
     assert repo_relative(str(clip)) == "genrl_gym/pretrained/walker/prompts/run.gif"
     outside = tmp_path / "clips" / "run.gif"
     assert repo_relative(str(outside)) == str(outside)  # a file outside the checkout keeps its absolute path
+
+
+def test_a_shipped_file_of_another_clone_is_written_like_this_clones(tmp_path: Path) -> None:
+    other = tmp_path / "second-checkout" / "genrl_gym" / "pretrained" / "walker" / "prompts" / "run.gif"
+    assert repo_relative(str(other)) == "genrl_gym/pretrained/walker/prompts/run.gif"
+    assert repo_relative(tmp_path / "genrl_gym" / "clips" / "run.gif") == str(tmp_path / "genrl_gym" / "clips" / "run.gif")
