@@ -67,7 +67,8 @@ def report_markdown(r: ReportNumbers) -> str:
               "![prompts](prompts.png)", "",
               "Per clip: the clip's first 17 frames; their reconstruction through the world model's posterior; and the "
               "decoded target trajectory of the clip (the connector's 17 states from the clip's VLM embedding, decoded): "
-              "what a GenRL agent is asked to reproduce. The prompt's embedding is the mean over every 8-frame window of the clip (`genrl_gym.prompts.embed_video_prompt`).", "",
+              "what a GenRL agent is asked to reproduce. The prompt's embedding is the mean over every 8-frame window of "
+              "the clip (`genrl_gym.prompts.embed_video_prompt`).", "",
               "Each clip is the window of its task's held-out episodes with the highest true reward:", "",
               md_table(["task", "clip", "held-out episode", "start row", "frames", "mean true reward per agent step (max 2)"],
                         clip_rows), ""]
