@@ -26,17 +26,21 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
                        preset: str, eval_seeds: list[int], video_dir: str | None,
                        align: str | None = None, overrides: dict[str, Any] | None = None,
                        clock: str = "wall", save_path: str | None = None,
-                       eval_at: list[float] | None = None) -> dict[str, Any]:
+                       eval_at: list[float] | None = None, select: tuple[int, int] | None = None) -> dict[str, Any]:
     """One job: train GenRLAgent for ``seconds`` (of wall time, or of this process's CPU time with ``clock="cpu"``)
     from the task's clip, then evaluate it on the true reward and on the GenRL reward it earns in the real env.
 
     ``eval_at``: budgets (seconds, below ``seconds``) at which the agent in training is evaluated the same way too, so
     that one job gives the learning curve over budgets. The evaluation's time is kept off the budget clock and the
-    random number generators are restored after it, so training goes on as if it had not happened."""
+    random number generators are restored after it, so training goes on as if it had not happened.
+
+    ``select=(every, episodes)``: a :class:`~genrl_gym.agents.RealityCheck` with ``keep_best`` runs every ``every``
+    updates on ``episodes`` real episodes (seeds 100.., apart from the evaluation seeds) and the agent ends as the
+    policy of the check with the highest real GenRL reward per step; the checks' time counts in the budget."""
     import torch
 
     import genrl_gym  # noqa: F401
-    from genrl_gym.agents import GenRLAgent, evaluate_task_return
+    from genrl_gym.agents import GenRLAgent, RealityCheck, evaluate_task_return
     from genrl_gym.model_store import resolve_model
     from genrl_gym.prompts import example
     from stable_baselines3.common.callbacks import BaseCallback
@@ -78,14 +82,18 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
             return spent < seconds
 
     agent = GenRLAgent(mfwm, clip, preset=preset, start="data_free", seed=seed, align=align, overrides=overrides)
+    reality = None if select is None else RealityCheck(task, domain=domain, every=select[0], episodes=select[1],
+                                                       episode_frames=1000, seed=100, prompt=clip, keep_best=True)
     t0, c0 = time.time(), time.process_time()
-    agent.learn(10**9, callback=Budget())
+    agent.learn(10**9, callback=[Budget()] + ([reality] if reality is not None else []))
     train_s, train_cpu = time.time() - t0 - paused["wall"], time.process_time() - c0 - paused["cpu"]
     if save_path is not None:  # the trained agent, for diagnostics such as benchmarks.diag_exploitation
         agent.save(save_path, model_storage="embed_fp16")
     video = None if video_dir is None else f"{video_dir}/{domain}_{task}_seed{seed}.gif"
+    selected = None if reality is None else {"best": reality.best, "checks": reality.rows}
     return {"task": task, "seed": seed, "align": agent.align, "train_seconds": train_s, "train_cpu_seconds": train_cpu,
-            "prompt": clip, "agent_config": agent.agent_config, **evaluate(agent, video), "checkpoints": checkpoints}
+            "prompt": clip, "agent_config": agent.agent_config, **evaluate(agent, video), "checkpoints": checkpoints,
+            "selected": selected}
 
 
 def random_returns(domain: str, task: str, eval_seeds: list[int]) -> dict[str, Any]:
@@ -127,6 +135,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--save-agents", action="store_true",
                    help="keep each trained agent as <run-dir>/<task>_seed<k>.zip (for benchmarks.diag_exploitation)")
     p.add_argument("--results-dir", default=None, help="where results go (default benchmarks/results)")
+    p.add_argument("--select", type=int, nargs=2, default=None, metavar=("EVERY", "EPISODES"),
+                   help="keep the policy with the highest real GenRL reward per step, checked every EVERY updates on "
+                   "EPISODES real 1000-frame episodes (genrl_gym.agents.RealityCheck keep_best; its time counts in "
+                   "the budget)")
     p.add_argument("--align", choices=["sequence", "phase", "none"], default=None,
                    help="the reward's alignment (genrl_gym.reward.trajectory_match; default: the model's)")
     args = p.parse_args(argv)
@@ -147,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                for t in args.tasks}
     model_sha256 = _model_sha256(model)
     identity = {t: job_identity(args.domain, t, model_sha256, prompts[t], args.seconds, args.clock, args.preset,
-                                overrides, args.align) for t in args.tasks}
+                                overrides, args.align, args.select) for t in args.tasks}
     done = {(t, s): json.loads((run_dir / f"{t}_seed{s}.json").read_text()) for t, s in jobs
             if (run_dir / f"{t}_seed{s}.json").exists()}  # finished jobs of an interrupted run are not redone
     for (t, s), job in done.items():  # ... if they are the same job: model, prompt and budget
@@ -163,7 +175,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         futures = {(t, s): pool.submit(train_and_evaluate, args.domain, t, s, args.seconds, model,
                                        prompts[t], args.preset,
                                        eval_seeds, args.video_dir, args.align, overrides, args.clock,
-                                       str(run_dir / f"{t}_seed{s}.zip") if args.save_agents else None, args.eval_at)
+                                       str(run_dir / f"{t}_seed{s}.zip") if args.save_agents else None, args.eval_at,
+                                       tuple(args.select) if args.select else None)
                    for t, s in jobs if (t, s) not in done}
         rand = {t: pool.submit(random_returns, args.domain, t, eval_seeds) for t in args.tasks}
         runs = dict(done)
@@ -212,6 +225,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rows.append(f"| {t} | {b:g} | {', '.join(str(a['updates']) for a in at)} | {row['mean']:.1f} "
                             f"({per_seed_means}) | {row['normalized_mean']:.3f} | {row['imagined_reward_per_step']:.3f} | "
                             f"{row['real_genrl_reward_per_step']:.3f} |")
+    if args.select:  # which check's policy each agent ended as
+        rows += ["", "| task | kept policy: update of the check (per seed) | its real GenRL reward/step | checks per seed |",
+                 "|---|---|---|---|"]
+        for t in args.tasks:
+            best = [runs[(t, s)]["selected"]["best"] for s in args.seeds]
+            kept = ", ".join(f"{b['updates']:.0f}" for b in best)
+            real = ", ".join(f"{b['real_reward_per_step']:.3f}" for b in best)
+            checks = ", ".join(str(len(runs[(t, s)]["selected"]["checks"])) for s in args.seeds)
+            rows.append(f"| {t} | {kept} | {real} | {checks} |")
     updates = [runs[k]["updates"] for k in jobs]
     reproduce = reproduce_command(
         "benchmarks.bench_behaviour", ("domain", args.domain), ("tasks", args.tasks), ("seeds", args.seeds),
@@ -220,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("overrides", f"'{args.overrides}'" if args.overrides else None),
         ("clock", args.clock if args.clock != "wall" else None),
         ("eval-at", [f"{b:g}" for b in args.eval_at] or None),
+        ("select", [str(v) for v in args.select] if args.select else None),
         ("workers", args.workers if args.workers != 2 else None), ("name", args.name or None),
         ("save-agents", bool(args.save_agents)),
         ("summary", "''" if not args.summary else args.summary if args.summary != "behaviour_summary" else None))
@@ -232,7 +255,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "policy on the same seeds. Normalised = (return - random) / (expert - random) with the task table's "
              f"constants. Reproduce: `{reproduce}`. Imagined reward/step: the mean GenRL "
              "reward of the imagined trajectories over the last 10% of updates; real GenRL reward/step: what the same "
-             "policy earns per step from the same prompt in the real env during evaluation.")
+             "policy earns per step from the same prompt in the real env during evaluation."
+             + ("" if not args.select else
+                f" Policy selection: every {args.select[0]} updates and at the end, the policy ran {args.select[1]} real "
+                "episodes of 1000 frames (seeds 100.., not the evaluation seeds) and each agent ended as the policy of "
+                "the check with the highest real GenRL reward per step (the prompt's reward; the true reward is never "
+                "used), genrl_gym.agents.RealityCheck(keep_best=True); the checks' time counts in the budget, the "
+                "updates learn in imagination only."))
     results_dir = Path(args.results_dir) if args.results_dir else None
     write_results(args.name or f"behaviour_{args.domain}", results, "\n".join(rows), notes, results_dir)
     if args.summary:
@@ -241,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "prompt": repo_relative(runs[(t, args.seeds[0])]["prompt"]),
              "prompt_embedding": "text grounding" if args.text else f"video: {VIDEO_PROMPT_RULE}",
              "seconds_per_seed": args.seconds,
+             **({"select": {"every_updates": args.select[0], "episodes": args.select[1]}} if args.select else {}),
              "clock": args.clock,
              "seeds": list(args.seeds), "returns": [runs[(t, s)]["mean"] for s in args.seeds],
              "random_mean": randoms[t]["mean"], "normalised_mean": results["tasks"][t]["normalized_mean"],
@@ -260,7 +290,8 @@ def _at_budget(run: dict[str, Any], budget: float, full: float) -> dict[str, Any
 
 
 def job_identity(domain: str, task: str, model_sha256: str | None, prompt: str | None, seconds: float, clock: str,
-                 preset: str, overrides: dict[str, Any] | None, align: str | None) -> dict[str, Any]:
+                 preset: str, overrides: dict[str, Any] | None, align: str | None,
+                 select: list[int] | None = None) -> dict[str, Any]:
     """What makes two jobs of one (task, seed) the same: the model file's sha256 (``model_sha256``), the prompt's (a
     clip's file, or a text prompt's text) and the training settings. A resumed run reuses a finished job only if they
     match."""
@@ -269,8 +300,11 @@ def job_identity(domain: str, task: str, model_sha256: str | None, prompt: str |
 
     clip = prompt or str(example(domain, task))
     prompt_sha = file_sha256(Path(clip)) if Path(clip).is_file() else hashlib.sha256(clip.encode()).hexdigest()
-    return {"model_sha256": model_sha256, "prompt_sha256": prompt_sha, "seconds": float(seconds),
-            "clock": clock, "preset": preset, "overrides": overrides, "align": align}
+    identity = {"model_sha256": model_sha256, "prompt_sha256": prompt_sha, "seconds": float(seconds),
+                "clock": clock, "preset": preset, "overrides": overrides, "align": align}
+    if select:  # only when set: jobs recorded before the option existed keep their identity
+        identity["select"] = [int(v) for v in select]
+    return identity
 
 
 def _model_sha256(model: str) -> str | None:

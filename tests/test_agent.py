@@ -357,3 +357,28 @@ def test_reality_check_logs_imagined_beside_real_reward(model, prompt, vlm, tmp_
     with pytest.raises(ValueError, match="pass RealityCheck"):  # a loaded agent has no prompt, only its target
         loaded.learn(1, callback=RealityCheck("stand"))
     loaded.learn(1, callback=RealityCheck("stand", every=1, episode_frames=8, prompt=prompt))
+
+
+def test_reality_check_keep_best_restores_the_policy_of_the_best_real_reward(model, prompt, vlm) -> None:
+    """keep_best: after learn the agent acts as the policy of the check with the highest real GenRL reward per step
+    (the prompt's reward), not as the last one."""
+    from genrl_gym.agents import RealityCheck
+
+    agent = _agent(model, prompt, vlm)
+    check = RealityCheck("stand", every=1, episode_frames=12, seed=5, keep_best=True)
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    class Snapshot(BaseCallback):  # runs after RealityCheck in the list: the policy each check saw
+        def _on_step(self) -> bool:
+            snapshots[self.num_timesteps] = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+            return True
+
+    agent.learn(6, callback=[check, Snapshot()])
+    reals = [r["real_reward_per_step"] for r in check.rows]
+    assert check.best is not None and check.best["real_reward_per_step"] == max(reals)
+    best_at = int(check.best["updates"])
+    assert best_at != 6  # this seed's best check is not the last one, so the restore is visible
+    for key, value in agent.policy.state_dict().items():
+        torch.testing.assert_close(value, snapshots[best_at][key])
+    now = evaluate_task_return(agent, "walker", "stand", seeds=[5], episode_frames=12, reward_prompt=prompt)
+    assert now["genrl_reward_per_step"][0] == pytest.approx(check.best["real_reward_per_step"])

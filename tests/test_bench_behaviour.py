@@ -87,3 +87,23 @@ def test_eval_at_gives_the_learning_curve_from_the_same_jobs(tmp_path: Path) -> 
     assert "| stand | 2 |" in (res / "beh.md").read_text()
     assert "--eval-at 1 2 --workers 1 --name beh --save-agents --summary ''" in (res / "beh.md").read_text()
 
+
+
+def test_select_keeps_the_policy_of_the_best_real_genrl_reward(tmp_path: Path) -> None:
+    model = save_tiny_model(tmp_path / "walker.pt")
+    save_random_clip(tmp_path / "clips" / "stand.gif", 16)
+    res = tmp_path / "res"
+    argv = ["--domain", "walker", "--tasks", "stand", "--seeds", "0", "--eval-seeds", "1", "--seconds", "2",
+            "--select", "20", "1", "--clock", "cpu", "--model", str(model), "--prompt-dir", str(tmp_path / "clips"),
+            "--preset", "tiny", "--results-dir", str(res), "--summary", "summary", "--name", "beh", "--workers", "1",
+            "--run-dir", str(tmp_path / "run")]
+    results = bench_behaviour.main(argv)
+    run = results["tasks"]["stand"]["runs"][0]
+    checks = run["selected"]["checks"]
+    assert [c["updates"] for c in checks][:-1] == [20 * (i + 1) for i in range(len(checks) - 1)]
+    assert checks[-1]["updates"] == run["updates"]  # and one check at the end
+    assert run["selected"]["best"]["real_reward_per_step"] == max(c["real_reward_per_step"] for c in checks)
+    assert run["identity"]["select"] == [20, 1]
+    assert json.loads((res / "summary.json").read_text())[0]["select"] == {"every_updates": 20, "episodes": 1}
+    text = (res / "beh.md").read_text()
+    assert "| stand | " in text.split("kept policy")[1] and "--select 20 1" in text

@@ -8,6 +8,7 @@ episode (1000 frames = 500 agent steps at action repeat 2, as the paper), and Ge
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -135,6 +136,14 @@ class RealityCheck(BaseCallback):
     Each check is kept in :attr:`rows`. The episodes are real env steps (render, world-model filter, reward), so choose
     ``every`` and ``episode_frames`` to keep the overhead small next to the updates.
 
+    With ``keep_best=True`` it also selects a policy, as SB3's ``EvalCallback`` keeps its best model: the policy of
+    the check with the highest *real GenRL reward per step* (the prompt's reward, never the true reward) is kept, and
+    when training ends the agent's policy (actor, critics, return statistics; not the optimiser state) is set back to
+    it. Why: in imagination the actor can drift into the world model's errors, where the imagined reward keeps rising
+    while the real one falls (walker stand, benchmarks/results/behaviour_walker.md); the real episodes of the checks
+    see that. :attr:`best` records the chosen check. The updates still learn in imagination only, but the choice uses
+    real env episodes (the checks' cost counts in the training time).
+
     :param domain: e.g. ``"walker"`` (default: the agent's world model's domain).
     :param task: the task whose true reward is reported, e.g. ``"stand"``.
     :param every: updates between checks (and one check at the end of training).
@@ -143,17 +152,23 @@ class RealityCheck(BaseCallback):
     :param seed: first episode seed.
     :param prompt: the prompt of the real env's GenRL reward (default: the agent's ``prompt``; a loaded agent keeps
         only its target, so pass the prompt it was trained from).
+    :param keep_best: at the end of training, restore the policy of the check with the highest real GenRL reward.
     """
 
     def __init__(self, task: str, *, domain: str | None = None, every: int = 500, episodes: int = 1,
-                 episode_frames: int = 500, seed: int = 0, prompt: Any = None, verbose: int = 0) -> None:
+                 episode_frames: int = 500, seed: int = 0, prompt: Any = None, keep_best: bool = False,
+                 verbose: int = 0) -> None:
         super().__init__(verbose)
         if every <= 0 or episodes <= 0 or episode_frames <= 0:
             raise ValueError(f"every={every}, episodes={episodes} and episode_frames={episode_frames} must be positive")
         self.task, self.domain = task, domain
         self.every, self.episodes, self.episode_frames, self.seed = int(every), int(episodes), int(episode_frames), seed
         self.prompt = prompt
+        self.keep_best = bool(keep_best)
         self.rows: list[dict[str, float]] = []
+        #: the check whose policy was kept (``keep_best``): its row; None before the first check
+        self.best: dict[str, float] | None = None
+        self._best_policy: dict[str, Any] | None = None
         self._imagined: list[float] = []
         self._last_check = -1
 
@@ -173,6 +188,11 @@ class RealityCheck(BaseCallback):
     def _on_training_end(self) -> None:
         if self._imagined and self._last_check != self.num_timesteps:
             self.check()
+        if self.keep_best and self._best_policy is not None and self.best is not None:
+            self.model.policy.load_state_dict(self._best_policy)
+            if self.verbose:
+                print(f"RealityCheck: kept the policy of update {self.best['updates']:.0f} (real GenRL reward per "
+                      f"step {self.best['real_reward_per_step']:.3f})")
 
     def check(self) -> dict[str, float]:
         """Run the real episodes now, log and return the row (``updates``, the four ``reality/`` values)."""
@@ -193,5 +213,8 @@ class RealityCheck(BaseCallback):
                 self.logger.record(f"reality/{key}", value)
         self.logger.dump(self.num_timesteps)  # as SB3's EvalCallback: the check is written with its update count
         self.rows.append(row)
+        if self.keep_best and (self.best is None or real > self.best["real_reward_per_step"]):
+            self.best = row  # ties keep the earlier policy
+            self._best_policy = copy.deepcopy(agent.policy.state_dict())
         self._imagined, self._last_check = [], self.num_timesteps
         return row
