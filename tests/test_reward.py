@@ -153,3 +153,16 @@ def test_pairwise_scores_equal_the_per_step_scores() -> None:
         assert torch.allclose(batched, pair, atol=1e-6)
     with pytest.raises(ValueError, match="feature scores"):
         pairwise_scores(features, target, "neg_kl")
+
+
+def test_alignment_ties_up_to_rounding_go_to_the_first_candidate() -> None:
+    # a still target (every step the same feature): every start j ties, and float rounding must not pick a later one
+    from genrl_gym.reward.core import ALIGN_TIE_TOLERANCE, first_best
+
+    scores = torch.tensor([[0.5, 0.2], [0.5 + ALIGN_TIE_TOLERANCE / 10, 0.3], [0.4, 0.3 + 2 * ALIGN_TIE_TOLERANCE]])
+    assert first_best(scores).tolist() == [0, 2]  # within the tolerance: the first; beyond it: the best
+    features = _one_hot_features([0] * 17, dim=4)[:, None]
+    features = features * (1 - 1e-7 * torch.arange(16.0, -1, -1))[:, None, None]  # later steps a rounding nearer
+    target = _one_hot_features([0] * 30, dim=4)
+    k, j = phase_offsets(features, target, window=8)
+    assert (k.item(), j.item()) == (0, 0)

@@ -61,6 +61,11 @@ DEFAULT_HISTORY = DEFAULT_HORIZON + 1
 #: walker stride, so a 17-step trajectory's target is 49 steps long.
 PHASE_EXTRA_STEPS = 32
 _EPS = 1e-8
+#: Alignment candidates whose mean score is within this of the best (relative beyond magnitude 1) count as tied, and
+#: the smallest index wins, as documented. Why: repeated target steps (a still pose) give exact ties, and which of them
+#: float rounding puts on top differs between CPU instruction sets (AVX2 / AVX-512 kernels): the reward differed
+#: between machines (session 22: one step of the quadruped fixture, by 0.009).
+ALIGN_TIE_TOLERANCE = 1e-5
 
 
 def target_horizon(align: str, trajectory_steps: int = DEFAULT_HISTORY) -> int:
@@ -133,7 +138,15 @@ def alignment_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = DEF
         win_logits = None if a_logits is None else a_logits[k:k + window]
         s = score(features[k:k + window], head, kind, a_logits=win_logits, b_logits=head_logits)  # [W, B]
         means.append(s.mean(0))
-    return torch.stack(means).argmax(0)
+    return first_best(torch.stack(means))
+
+
+def first_best(scores: Tensor) -> Tensor:
+    """Index along dim 0 of the first candidate within :data:`ALIGN_TIE_TOLERANCE` of the best (relative to the best
+    where its magnitude exceeds 1, as the KL scores'), ``[N, B] -> [B]``."""
+    best = scores.max(0, keepdim=True).values
+    near = scores >= best - ALIGN_TIE_TOLERANCE * best.abs().clamp_min(1.0)
+    return near.to(torch.uint8).argmax(0)  # argmax returns the first of equal maxima
 
 
 def pairwise_scores(features: Tensor, target: Tensor, kind: ScoreKind = DEFAULT_SCORE) -> Tensor:
@@ -178,7 +191,7 @@ def phase_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = DEFAULT
         pair = pairwise_scores(features, target, kind)  # [T, Tt, B]
         w = min(window, t)
         heads = cast(Tensor, sum(pair[i:i + n_k, i:i + n_j] for i in range(w))) / w  # [n_k, n_j, B]
-        best = heads.transpose(0, 1).flatten(0, 1).argmax(0)  # index j * n_k + k
+        best = first_best(heads.transpose(0, 1).flatten(0, 1))  # index j * n_k + k
         return best % n_k, best // n_k
     means = []
     for j in range(n_j):
@@ -193,7 +206,7 @@ def phase_offsets(features: Tensor, target: Tensor, *, kind: ScoreKind = DEFAULT
             s = score(features[k:k + w], head[:w], kind, a_logits=win_logits,
                       b_logits=None if head_logits is None else head_logits[:w])
             means.append(s.mean(0))
-    best = torch.stack(means).argmax(0)  # index j * n_k + k
+    best = first_best(torch.stack(means))  # index j * n_k + k
     return best % n_k, best // n_k
 
 
