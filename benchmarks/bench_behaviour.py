@@ -51,6 +51,7 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
 
     now = time.process_time if clock == "cpu" else time.time
     imagined: list[float] = []
+    last_policy: dict[str, Any] = {}  # with select: the evaluation of the policy training ended with
     checkpoints: list[dict[str, Any]] = []
     pending = sorted(float(s) for s in eval_at or [] if 0 < float(s) < seconds)
     paused = {"wall": 0.0, "cpu": 0.0}  # time spent evaluating checkpoints, kept off the budget
@@ -79,6 +80,11 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
                 np.random.set_state(rng[1])
                 paused["wall"] += time.time() - w
                 paused["cpu"] += time.process_time() - c
+            if spent >= seconds and reality is not None:  # the last policy, before RealityCheck restores the best
+                w, c = time.time(), time.process_time()
+                last_policy.update(evaluate(self.model))
+                paused["wall"] += time.time() - w
+                paused["cpu"] += time.process_time() - c
             return spent < seconds
 
     agent = GenRLAgent(mfwm, clip, preset=preset, start="data_free", seed=seed, align=align, overrides=overrides)
@@ -90,7 +96,7 @@ def train_and_evaluate(domain: str, task: str, seed: int, seconds: float, model:
     if save_path is not None:  # the trained agent, for diagnostics such as benchmarks.diag_exploitation
         agent.save(save_path, model_storage="embed_fp16")
     video = None if video_dir is None else f"{video_dir}/{domain}_{task}_seed{seed}.gif"
-    selected = None if reality is None else {"best": reality.best, "checks": reality.rows}
+    selected = None if reality is None else {"best": reality.best, "checks": reality.rows, "last_policy": last_policy}
     return {"task": task, "seed": seed, "align": agent.align, "train_seconds": train_s, "train_cpu_seconds": train_cpu,
             "prompt": clip, "agent_config": agent.agent_config, **evaluate(agent, video), "checkpoints": checkpoints,
             "selected": selected}
@@ -226,14 +232,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             f"({per_seed_means}) | {row['normalized_mean']:.3f} | {row['imagined_reward_per_step']:.3f} | "
                             f"{row['real_genrl_reward_per_step']:.3f} |")
     if args.select:  # which check's policy each agent ended as
-        rows += ["", "| task | kept policy: update of the check (per seed) | its real GenRL reward/step | checks per seed |",
-                 "|---|---|---|---|"]
+        rows += ["", "| task | kept policy: update of the check (per seed) | its real GenRL reward/step (checks) | checks "
+                 "per seed | kept policy: normalised | last policy (without selection): mean (per seed) | normalised |",
+                 "|---|---|---|---|---|---|---|"]
         for t in args.tasks:
-            best = [runs[(t, s)]["selected"]["best"] for s in args.seeds]
-            kept = ", ".join(f"{b['updates']:.0f}" for b in best)
-            real = ", ".join(f"{b['real_reward_per_step']:.3f}" for b in best)
-            checks = ", ".join(str(len(runs[(t, s)]["selected"]["checks"])) for s in args.seeds)
-            rows.append(f"| {t} | {kept} | {real} | {checks} |")
+            sel = [runs[(t, s)]["selected"] for s in args.seeds]
+            kept = ", ".join(f"{x['best']['updates']:.0f}" for x in sel)
+            real = ", ".join(f"{x['best']['real_reward_per_step']:.3f}" for x in sel)
+            checks = ", ".join(str(len(x["checks"])) for x in sel)
+            last = [x.get("last_policy") or {} for x in sel]
+            last_cells = "- | -"  # jobs recorded before the last policy was evaluated
+            if all("mean" in x for x in last):
+                per_seed = ", ".join(f"{x['mean']:.0f}" for x in last)
+                last_cells = (f"{np.mean([x['mean'] for x in last]):.1f} ({per_seed}) | "
+                              f"{np.mean([x['normalized_mean'] for x in last]):.3f}")
+                results["tasks"][t]["last_policy_normalized_mean"] = float(np.mean([x["normalized_mean"] for x in last]))
+            rows.append(f"| {t} | {kept} | {real} | {checks} | {results['tasks'][t]['normalized_mean']:.3f} | "
+                        f"{last_cells} |")
     updates = [runs[k]["updates"] for k in jobs]
     reproduce = reproduce_command(
         "benchmarks.bench_behaviour", ("domain", args.domain), ("tasks", args.tasks), ("seeds", args.seeds),

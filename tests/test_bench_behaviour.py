@@ -104,6 +104,13 @@ def test_select_keeps_the_policy_of_the_best_real_genrl_reward(tmp_path: Path) -
     assert checks[-1]["updates"] == run["updates"]  # and one check at the end
     assert run["selected"]["best"]["real_reward_per_step"] == max(c["real_reward_per_step"] for c in checks)
     assert run["identity"]["select"] == [20, 1]
+    # the policy training ended with is evaluated on the same episodes too (before the best is restored), so that
+    # selection and no selection compare side by side; its time is kept off the budget
+    last = run["selected"]["last_policy"]
+    assert last["updates"] == run["updates"] and len(last["returns"]) == len(run["returns"]) == 1
+    if run["selected"]["best"]["updates"] == run["updates"]:
+        assert last["returns"] == run["returns"]
+    assert results["tasks"]["stand"]["last_policy_normalized_mean"] == last["normalized_mean"]
     assert json.loads((res / "summary.json").read_text())[0]["select"] == {"every_updates": 20, "episodes": 1}
     text = (res / "beh.md").read_text()
-    assert "| stand | " in text.split("kept policy")[1] and "--select 20 1" in text
+    assert "| stand | " in text.split("without selection")[1] and "--select 20 1" in text
