@@ -88,7 +88,6 @@ def test_eval_at_gives_the_learning_curve_from_the_same_jobs(tmp_path: Path) -> 
     assert "--eval-at 1 2 --workers 1 --name beh --save-agents --summary ''" in (res / "beh.md").read_text()
 
 
-
 def test_select_keeps_the_policy_of_the_best_real_genrl_reward(tmp_path: Path) -> None:
     model = save_tiny_model(tmp_path / "walker.pt")
     save_random_clip(tmp_path / "clips" / "stand.gif", 16)

@@ -51,16 +51,22 @@ def _rollout(env: gym.Env[Any, Any], actions: np.ndarray, seed: int) -> tuple[li
     return rewards, frames, infos
 
 
-def _independent_rewards(model: MFWM, prompt: Path, frames: list[np.ndarray], actions: np.ndarray,
-                         history: int = 17, align: str = "sequence") -> np.ndarray:
-    """Rewards recomputed from scratch: model.observe over the episode, then trajectory_match on each growing window."""
+def _posterior(model: MFWM, frames: list[np.ndarray], actions: np.ndarray) -> Any:
+    """The model's posterior over one episode from scratch (model.observe): frames ``[T+1]``, the actions ``[T, 6]``
+    that led to frames 1..T (clipped as the env applies them)."""
     images = torch.as_tensor(np.stack(frames))[None]  # [1, T+1, 64, 64, 3]
     acts = torch.as_tensor(np.concatenate([np.zeros((1, 6), np.float32), np.clip(actions, -1, 1)]))[None]
     is_first = torch.zeros(1, len(frames), dtype=torch.bool)
     is_first[0, 0] = True
     with torch.no_grad():
-        post, _ = model.observe(images, acts, is_first, sample=False)
-        feats = model.reward_features(post.stoch[0])  # [T+1, F]
+        return model.observe(images, acts, is_first, sample=False)[0]
+
+
+def _independent_rewards(model: MFWM, prompt: Path, frames: list[np.ndarray], actions: np.ndarray,
+                         history: int = 17, align: str = "sequence") -> np.ndarray:
+    """Rewards recomputed from scratch: model.observe over the episode, then trajectory_match on each growing window."""
+    with torch.no_grad():
+        feats = model.reward_features(_posterior(model, frames, actions).stoch[0])  # [T+1, F]
         target = target_from_prompt(model, prompt, horizon=16 if align == "sequence" else 48).features
         out = []
         for t in range(1, len(frames)):
@@ -112,19 +118,14 @@ def test_phase_scorer_joins_a_moving_target_part_way_where_sequence_cannot(asset
     for a in acts:
         frames.append(env.step(a)[0]["image"])
     env.close()
-    images = torch.as_tensor(np.stack(frames))[None]
-    a = torch.as_tensor(np.concatenate([np.zeros((1, 6), np.float32), np.clip(acts, -1, 1)]))[None]
-    first = torch.zeros(1, len(frames), dtype=torch.bool)
-    first[0, 0] = True
     with torch.no_grad():
-        post, _ = model.observe(images, a, first, sample=False)
-        feats = model.reward_features(post.stoch[0])  # [61, F]
+        feats = model.reward_features(_posterior(model, frames, acts).stoch[0])  # [61, F]
     target = feats[10:59]  # 49 steps, as a phase target
+    a = np.concatenate([np.zeros((1, 6), np.float32), np.clip(acts, -1, 1)])  # the action that led to each frame
     out = {}
     for align in ("phase", "sequence"):
         scorer = LatentRewardScorer(model, target, 1, align=align)
-        out[align] = np.array([scorer.observe(a[0, t:t + 1].numpy(), frames[t][None], [t == 0])[0]
-                               for t in range(len(frames))])
+        out[align] = np.array([scorer.observe(a[t:t + 1], frames[t][None], [t == 0])[0] for t in range(len(frames))])
     inside = slice(26, 59)  # windows of 17 frames that lie wholly inside the target's stretch
     np.testing.assert_allclose(out["phase"][inside], 1.0, atol=1e-5)
     assert out["sequence"][inside].mean() < out["phase"][inside].mean() - 0.05
@@ -138,13 +139,7 @@ def test_full_filter_gives_the_same_rewards_and_the_latent(assets: dict[str, Pat
     r_full, _, _ = _rollout(full, acts, seed=4)
     assert r_fast == r_full
     assert fast.latent is None
-    model = resolve_model(assets["walker"])
-    images = torch.as_tensor(np.stack(frames))[None]
-    a = torch.as_tensor(np.concatenate([np.zeros((1, 6), np.float32), np.clip(acts, -1, 1)]))[None]
-    first = torch.zeros(1, len(frames), dtype=torch.bool)
-    first[0, 0] = True
-    with torch.no_grad():
-        post, _ = model.observe(images, a, first, sample=False)
+    post = _posterior(resolve_model(assets["walker"]), frames, acts)
     torch.testing.assert_close(full.latent.deter[0], post.deter[0, -1], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(full.latent.stoch[0], post.stoch[0, -1])
     fast.close()

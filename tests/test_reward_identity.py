@@ -48,15 +48,14 @@ def test_the_fixture_covers_every_shipped_clip() -> None:
     # distinct rewards, so that the test can fail: the episodes of one set of options differ, and each walker variant
     # differs from the default on some prompt (not on every one: on the still stand target "phase" finds nothing
     # better than "sequence", and the alignment ties go to the first candidate)
-    by_options: dict[str, list[str]] = {}
+    by_options: dict[str, list[dict[str, Any]]] = {}
     for c in CASES:
-        by_options.setdefault(json.dumps(c["options"], sort_keys=True), []).append(c["sha256"])
-    assert all(len(set(v)) == len(v) for v in by_options.values())
-    default = {(c["domain"], c["prompt_task"]): c["sha256"] for c in CASES if not c["options"]}
-    for key in by_options:
+        by_options.setdefault(json.dumps(c["options"], sort_keys=True), []).append(c)
+    assert all(len({c["sha256"] for c in group}) == len(group) for group in by_options.values())
+    default = {(c["domain"], c["prompt_task"]): c["sha256"] for c in by_options["{}"]}
+    for key, group in by_options.items():
         if key != "{}":
-            walker = [c for c in CASES if json.dumps(c["options"], sort_keys=True) == key]
-            assert any(c["sha256"] != default[(c["domain"], c["prompt_task"])] for c in walker), key
+            assert any(c["sha256"] != default[(c["domain"], c["prompt_task"])] for c in group), key
 
 
 def test_re_recorded_cases_are_of_the_shipped_models() -> None:

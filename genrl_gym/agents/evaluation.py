@@ -188,7 +188,7 @@ class RealityCheck(BaseCallback):
     def _on_training_end(self) -> None:
         if self._imagined and self._last_check != self.num_timesteps:
             self.check()
-        if self.keep_best and self._best_policy is not None and self.best is not None:
+        if self._best_policy is not None and self.best is not None:  # set together, by keep_best checks only
             self.model.policy.load_state_dict(self._best_policy)
             if self.verbose:
                 print(f"RealityCheck: kept the policy of update {self.best['updates']:.0f} (real GenRL reward per "
